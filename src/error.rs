@@ -1,0 +1,99 @@
+//! The crate's error type: every user mistake the public API can detect becomes one of these.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong when a user hands `vheat` a config, a checkpoint, a device name
+/// or a tensor through a validating entry point.
+///
+/// Each variant names the problem precisely enough to fix it without reading the source: the
+/// file, the key, the expected and the found shape.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration is internally inconsistent (e.g. `depths` and `dims` of different length).
+    #[error("invalid vHeat configuration: {0}")]
+    InvalidConfig(String),
+
+    /// A configuration file could not be read or parsed.
+    #[error("cannot read vHeat configuration from {path}: {reason}")]
+    ConfigFile {
+        /// The file that was read.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A tensor handed to a validating entry point has the wrong rank or shape.
+    #[error("invalid input for {what}: expected {expected}, found {found}")]
+    InvalidInput {
+        /// Which entry point or argument.
+        what: String,
+        /// What was expected.
+        expected: String,
+        /// What was found.
+        found: String,
+    },
+
+    /// The input image is smaller than the network can sensibly process.
+    #[error(
+        "input {height}x{width} is too small: vHeat reduces resolution by {stride} \
+         (stem x4, then x2 per downsampling), so each side must be at least {stride} pixels"
+    )]
+    InputTooSmall {
+        /// Input height.
+        height: usize,
+        /// Input width.
+        width: usize,
+        /// The network's total stride, which is the smallest side it accepts.
+        stride: usize,
+    },
+
+    /// A model in the inference form was asked to run at a size its precomputed decay does not fit.
+    #[error(
+        "stage {stage} was precomputed for a {expected:?} map but the input gives {found:?}; \
+         call `to_inference` again with the new input size, or use the trainable form"
+    )]
+    InferenceSizeMismatch {
+        /// The stage whose decay does not fit.
+        stage: usize,
+        /// `[H, W]` the decay was precomputed for.
+        expected: [usize; 2],
+        /// `[H, W]` of the feature map that arrived.
+        found: [usize; 2],
+    },
+
+    /// A model already in the requested form, or without the parts needed to change form.
+    #[error("cannot change model form: {0}")]
+    Form(String),
+
+    /// A checkpoint file could not be opened or decoded.
+    #[error("cannot read checkpoint {path}: {reason}")]
+    CheckpointRead {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The reader's message.
+        reason: String,
+    },
+
+    /// A checkpoint does not fit the model: missing keys, unused keys or shape mismatches.
+    ///
+    /// The message lists every offending key; `report` has them in structured form.
+    #[error("checkpoint {path} does not match the model:\n{report}")]
+    CheckpointMismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Everything that did not fit.
+        report: Box<crate::load_report::LoadReport>,
+    },
+
+    /// A checkpoint could not be written.
+    #[error("cannot write checkpoint {path}: {reason}")]
+    CheckpointWrite {
+        /// The destination file.
+        path: PathBuf,
+        /// The writer's message.
+        reason: String,
+    },
+}
+
+/// Shorthand for `Result<T, vheat::Error>`.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,43 @@
+//! # vheat — vHeat vision backbones on Burn
+//!
+//! A native [Burn](https://burn.dev) implementation of **vHeat** ("vHeat: Building Vision
+//! Models upon Heat Conduction", Wang et al., CVPR 2025, [arXiv:2405.16555](https://arxiv.org/abs/2405.16555);
+//! reference code: <https://github.com/MzeroMiko/vHeat>). vHeat replaces attention by the
+//! heat-conduction operator: features diffuse like heat under `∂u/∂t = k·∇²u`, solved exactly
+//! with the DCT in `O(N^1.5)` for `N` pixels, with a global receptive field.
+//!
+//! The crate is layered as the model is:
+//! - [`heat`]: the DCT bases, the decay base and the 1-D/2-D transforms;
+//! - [`hco`]: the heat-conduction operator and the frequency-value embedding;
+//! - [`vheat`]: stem, heat block, stage, head, the whole model and its configuration;
+//! - [`weights`]: reference checkpoints (`.pth`, safetensors) and Burn's own format.
+//!
+//! Model code has no backend type parameter: a [`burn::prelude::Device`] picks the backend at run
+//! time (`flex` CPU by default; `ndarray`, `wgpu`, `cuda` through Cargo features).
+//!
+//! ```
+//! use burn::prelude::*;
+//! use vheat::VHeatConfig;
+//!
+//! let device = Device::default();
+//! let config = VHeatConfig::new(vec![1, 1, 1, 1], vec![8, 16, 32, 64])
+//!     .with_num_classes(10)
+//!     .with_img_size(64);
+//! let model = config.init(&device);
+//! let images = Tensor::<4>::zeros([2, 3, 64, 64], &device);
+//! let logits = model.try_forward(images).unwrap();
+//! assert_eq!(logits.dims(), [2, 10]);
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod init;
+mod load_report;
+
+pub mod hco;
+pub mod heat;
+pub mod vheat;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use vheat::{VHeat, VHeatConfig};

@@ -1,0 +1,109 @@
+//! [`HeatBlock`]: the heat-conduction operator and an MLP, each in a residual branch.
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::prelude::*;
+
+use super::drop_path::DropPath;
+use super::mlp::Mlp;
+use crate::hco::{HeatConduction, HeatConductionConfig};
+
+/// Builds a [`HeatBlock`].
+#[derive(Config, Debug)]
+pub struct HeatBlockConfig {
+    /// Channels.
+    pub dim: usize,
+    /// Post-norm (`x + γ·norm(f(x))`, vHeat-S/B) instead of pre-norm (`x + γ·f(norm(x))`, vHeat-T).
+    #[config(default = false)]
+    pub post_norm: bool,
+    /// Initial layer-scale value `γ`; `None` for no layer scale.
+    #[config(default = "None")]
+    pub layer_scale: Option<f64>,
+    /// Stochastic-depth probability of both branches.
+    #[config(default = 0.0)]
+    pub drop_path: f64,
+    /// MLP hidden width as a multiple of `dim`; `0` removes the MLP branch.
+    #[config(default = 4.0)]
+    pub mlp_ratio: f64,
+}
+
+impl HeatBlockConfig {
+    /// Creates the block on `device`.
+    pub fn init(&self, device: &Device) -> HeatBlock {
+        let dim = self.dim;
+        let norm = || LayerNormConfig::new(dim).init(device);
+        let hidden = (dim as f64 * self.mlp_ratio) as usize;
+        let has_mlp = self.mlp_ratio > 0.0 && hidden > 0;
+        let gamma = || {
+            self.layer_scale
+                .map(|s| Param::from_tensor(Tensor::<1>::ones([dim], device) * s))
+        };
+        HeatBlock {
+            norm1: norm(),
+            op: HeatConductionConfig::new(dim).init(device),
+            norm2: has_mlp.then(norm),
+            mlp: has_mlp.then(|| Mlp::new(dim, hidden, device)),
+            gamma1: gamma(),
+            gamma2: if has_mlp { gamma() } else { None },
+            drop_path: DropPath::new(self.drop_path),
+            post_norm: self.post_norm,
+        }
+    }
+}
+
+/// One vHeat block on a channels-last map `[B, H, W, C]`:
+///
+/// ```text
+/// pre-norm:  x ← x + DropPath(γ₁ · HCO(norm1(x)));   x ← x + DropPath(γ₂ · MLP(norm2(x)))
+/// post-norm: x ← x + DropPath(γ₁ · norm1(HCO(x)));   x ← x + DropPath(γ₂ · norm2(MLP(x)))
+/// ```
+#[derive(Module, Debug)]
+pub struct HeatBlock {
+    /// Norm of the operator branch (eps 1e-5).
+    pub norm1: LayerNorm,
+    /// The heat-conduction operator.
+    pub op: HeatConduction,
+    /// Norm of the MLP branch (absent without MLP).
+    pub norm2: Option<LayerNorm>,
+    /// The channel MLP (absent when `mlp_ratio` is 0).
+    pub mlp: Option<Mlp>,
+    /// Layer scale of the operator branch, `[C]`.
+    pub gamma1: Option<Param<Tensor<1>>>,
+    /// Layer scale of the MLP branch, `[C]`.
+    pub gamma2: Option<Param<Tensor<1>>>,
+    /// Stochastic depth shared by both branches.
+    pub drop_path: DropPath,
+    /// Post-norm (true) or pre-norm (false).
+    pub post_norm: bool,
+}
+
+fn scale(gamma: &Option<Param<Tensor<1>>>, x: Tensor<4>) -> Tensor<4> {
+    match gamma {
+        Some(g) => x * g.val().unsqueeze::<4>(),
+        None => x,
+    }
+}
+
+impl HeatBlock {
+    /// Runs the block on a channels-last map; `fve` is the stage's FVE at this map's size
+    /// (ignored in the inference form).
+    pub fn forward(&self, x: Tensor<4>, fve: Option<Tensor<3>>) -> Tensor<4> {
+        let heat = if self.post_norm {
+            self.norm1.forward(self.op.forward_channels_last(x.clone(), fve))
+        } else {
+            self.op.forward_channels_last(self.norm1.forward(x.clone()), fve)
+        };
+        let x = x + self.drop_path.forward(scale(&self.gamma1, heat));
+        match (&self.mlp, &self.norm2) {
+            (Some(mlp), Some(norm2)) => {
+                let y = if self.post_norm {
+                    norm2.forward(mlp.forward(x.clone()))
+                } else {
+                    mlp.forward(norm2.forward(x.clone()))
+                };
+                x + self.drop_path.forward(scale(&self.gamma2, y))
+            }
+            _ => x,
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Between stages: a stride-2 3×3 convolution (no bias) and a LayerNorm.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+use super::stem::norm_nchw;
+
+/// `conv3×3 s2 (no bias) → LayerNorm`, `[B, C, H, W]` → `[B, C', ⌈H/2⌉, ⌈W/2⌉]`
+/// (the reference's `make_downsample`).
+#[derive(Module, Debug)]
+pub struct Downsample {
+    /// `dim → out_dim`, 3×3, stride 2, padding 1, no bias.
+    pub conv: Conv2d,
+    /// LayerNorm over channels, eps 1e-5.
+    pub norm: LayerNorm,
+}
+
+impl Downsample {
+    /// A downsampling `dim → out_dim` on `device`.
+    pub fn new(dim: usize, out_dim: usize, device: &Device) -> Self {
+        Self {
+            conv: Conv2dConfig::new([dim, out_dim], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(device),
+            norm: LayerNormConfig::new(out_dim).init(device),
+        }
+    }
+
+    /// NCHW in, NCHW out at half the resolution (rounded up).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        norm_nchw(&self.norm, self.conv.forward(x))
+    }
+}

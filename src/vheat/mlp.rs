@@ -1,0 +1,34 @@
+//! The block's channel MLP: two 1×1 convolutions around an exact GELU.
+
+use burn::nn::Gelu;
+use burn::prelude::*;
+
+use super::pointwise::PointwiseConv;
+
+/// `fc2(GELU(fc1(x)))` with 1×1 convolutions `C → ratio·C → C` (the reference's `Mlp` with
+/// `channels_first=True`), on a channels-last map.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// Expansion `C → hidden`.
+    pub fc1: PointwiseConv,
+    /// Exact (erf) GELU.
+    pub act: Gelu,
+    /// Projection `hidden → C`.
+    pub fc2: PointwiseConv,
+}
+
+impl Mlp {
+    /// An MLP `dim → hidden → dim`.
+    pub fn new(dim: usize, hidden: usize, device: &Device) -> Self {
+        Self {
+            fc1: PointwiseConv::new(dim, hidden, device),
+            act: Gelu::new(),
+            fc2: PointwiseConv::new(hidden, dim, device),
+        }
+    }
+
+    /// `[B, H, W, C]` → `[B, H, W, C]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+    }
+}

@@ -1,0 +1,70 @@
+//! The stem: two stride-2 3×3 convolutions that cut the image into 4×4 patches.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Gelu, LayerNorm, LayerNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+/// LayerNorm epsilon of the stem's norms (the reference's `build_norm_layer` default).
+pub const STEM_NORM_EPS: f64 = 1e-6;
+
+/// `conv3×3 s2 → LayerNorm → GELU → conv3×3 s2 → LayerNorm` (the reference's `StemLayer`),
+/// `[B, in, H, W]` → `[B, dim, ⌈⌈H/2⌉/2⌉, ⌈⌈W/2⌉/2⌉]`.
+#[derive(Module, Debug)]
+pub struct Stem {
+    /// `in → dim/2`, 3×3, stride 2, padding 1.
+    pub conv1: Conv2d,
+    /// LayerNorm over channels, eps 1e-6.
+    pub norm1: LayerNorm,
+    /// Exact GELU.
+    pub act: Gelu,
+    /// `dim/2 → dim`, 3×3, stride 2, padding 1.
+    pub conv2: Conv2d,
+    /// LayerNorm over channels, eps 1e-6.
+    pub norm2: LayerNorm,
+}
+
+/// A LayerNorm over the channels of an NCHW map.
+pub(crate) fn norm_nchw(norm: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
+    norm.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
+}
+
+/// Output side length of a 3×3, stride-2, padding-1 convolution.
+pub const fn halve(n: usize) -> usize {
+    n.div_ceil(2)
+}
+
+impl Stem {
+    /// A stem `in_chans → dim` on `device`.
+    pub fn new(in_chans: usize, dim: usize, device: &Device) -> Self {
+        let conv = |i, o| {
+            Conv2dConfig::new([i, o], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        let norm = |c| {
+            LayerNormConfig::new(c)
+                .with_epsilon(STEM_NORM_EPS)
+                .init(device)
+        };
+        Self {
+            conv1: conv(in_chans, dim / 2),
+            norm1: norm(dim / 2),
+            act: Gelu::new(),
+            conv2: conv(dim / 2, dim),
+            norm2: norm(dim),
+        }
+    }
+
+    /// `[B, in, H, W]` → `[B, dim, H/4, W/4]` (NCHW).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = norm_nchw(&self.norm1, self.conv1.forward(x));
+        let x = self.act.forward(x);
+        norm_nchw(&self.norm2, self.conv2.forward(x))
+    }
+
+    /// Output `[H, W]` for an input of `[h, w]`.
+    pub const fn output_size(h: usize, w: usize) -> [usize; 2] {
+        [halve(halve(h)), halve(halve(w))]
+    }
+}

@@ -1,0 +1,56 @@
+//! Saving and loading in Burn's own format (burnpack): convert a reference checkpoint once,
+//! reload it fast afterwards.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+
+use super::load::pathbuf;
+use crate::error::{Error, Result};
+use crate::load_report::LoadReport;
+use crate::vheat::{VHeat, VHeatConfig};
+
+impl VHeat {
+    /// Saves every parameter to a burnpack file (`.bpk`), overwriting an existing file.
+    pub fn save_burnpack(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut store = BurnpackStore::from_file(path).overwrite(true);
+        self.save_into(&mut store).map_err(|e| Error::CheckpointWrite {
+            path: pathbuf(path),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Builds the model for `config` on `device` and loads a burnpack file written by
+    /// [`save_burnpack`](Self::save_burnpack), strictly.
+    pub fn load_burnpack(
+        path: impl AsRef<Path>,
+        config: &VHeatConfig,
+        device: &Device,
+    ) -> Result<VHeat> {
+        let path = path.as_ref();
+        let mut model = config.try_init(device)?;
+        let mut store = BurnpackStore::from_file(path)
+            .allow_partial(true)
+            .validate(false);
+        let result = model.load_from(&mut store).map_err(|e| Error::CheckpointRead {
+            path: pathbuf(path),
+            reason: e.to_string(),
+        })?;
+        let report = LoadReport {
+            applied: result.applied,
+            missing: result.missing.into_iter().map(|(p, _)| p).collect(),
+            unused: result.unused,
+            shape_mismatches: Vec::new(),
+            other_errors: result.errors.iter().map(|e| e.to_string()).collect(),
+        };
+        if !report.is_clean() {
+            return Err(Error::CheckpointMismatch {
+                path: pathbuf(path),
+                report: Box::new(report),
+            });
+        }
+        Ok(model)
+    }
+}

@@ -1,0 +1,272 @@
+//! Loading reference checkpoints (`.pth`, safetensors) into a [`VHeat`] through burn-store.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::store::{
+    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
+};
+
+use super::keys::key_rules;
+use crate::error::{Error, Result};
+use crate::load_report::{LoadReport, ShapeMismatch};
+use crate::vheat::{VHeat, VHeatConfig};
+
+/// Where the state dict sits inside a `.pth` file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StateDictKey {
+    /// `"model"` if present, else `"state_dict"`, else the file is a bare state dict.
+    #[default]
+    Auto,
+    /// Under this top-level key (e.g. `"model_ema"` for the EMA weights of a release).
+    Key(String),
+    /// The file is a bare state dict.
+    Bare,
+}
+
+/// How to load a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Where the state dict sits in a `.pth` (ignored for safetensors).
+    pub key: StateDictKey,
+    /// Strict (default): any missing key, unused key or shape mismatch is an error and the model
+    /// is left unchanged. Lenient: matching tensors are loaded and the report is returned.
+    pub strict: bool,
+    /// Strip a `backbone.` prefix (dense-prediction checkpoints) before mapping keys.
+    pub backbone_prefix: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            key: StateDictKey::Auto,
+            strict: true,
+            backbone_prefix: false,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Strict loading from the default location (`"model"`, `"state_dict"` or bare).
+    pub fn strict() -> Self {
+        Self::default()
+    }
+
+    /// Lenient loading: load what matches and report the rest.
+    pub fn lenient() -> Self {
+        Self {
+            strict: false,
+            ..Self::default()
+        }
+    }
+
+    /// Reads the state dict from this top-level key (e.g. `"model_ema"`).
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = StateDictKey::Key(key.into());
+        self
+    }
+
+    /// Reads a bare state dict.
+    pub fn bare(mut self) -> Self {
+        self.key = StateDictKey::Bare;
+        self
+    }
+
+    /// Strips a `backbone.` prefix from every key first.
+    pub fn with_backbone_prefix(mut self, yes: bool) -> Self {
+        self.backbone_prefix = yes;
+        self
+    }
+}
+
+fn remapper(model: &VHeat, options: &LoadOptions) -> Result<KeyRemapper> {
+    KeyRemapper::from_patterns(key_rules(&model.depths(), options.backbone_prefix)).map_err(|e| {
+        Error::InvalidConfig(format!("internal key rule failed to compile: {e}"))
+    })
+}
+
+fn to_report(result: ApplyResult) -> LoadReport {
+    let mut report = LoadReport {
+        applied: result.applied,
+        missing: result.missing.into_iter().map(|(path, _)| path).collect(),
+        unused: result.unused,
+        ..LoadReport::default()
+    };
+    for e in result.errors {
+        match e {
+            ApplyError::ShapeMismatch {
+                path,
+                expected,
+                found,
+            } => report.shape_mismatches.push(ShapeMismatch {
+                key: path,
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            }),
+            other => report.other_errors.push(other.to_string()),
+        }
+    }
+    report.missing.sort();
+    report.unused.sort();
+    report
+}
+
+/// Applies `apply` to a clone of `model`, and commits it only if the result is acceptable.
+fn apply_checked(
+    model: &mut VHeat,
+    path: &Path,
+    options: &LoadOptions,
+    apply: impl FnOnce(&mut VHeat) -> std::result::Result<ApplyResult, String>,
+) -> Result<LoadReport> {
+    let mut candidate = model.clone();
+    let result = apply(&mut candidate).map_err(|reason| Error::CheckpointRead {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let report = to_report(result);
+    if options.strict && !report.is_clean() {
+        return Err(Error::CheckpointMismatch {
+            path: path.to_path_buf(),
+            report: Box::new(report),
+        });
+    }
+    if !report.shape_mismatches.is_empty() || !report.other_errors.is_empty() {
+        // Even leniently, a tensor that could not be applied is reported, and nothing is
+        // committed half-way.
+        return Err(Error::CheckpointMismatch {
+            path: path.to_path_buf(),
+            report: Box::new(report),
+        });
+    }
+    *model = candidate;
+    Ok(report)
+}
+
+fn pytorch_store(path: &Path, key: Option<&str>, remap: KeyRemapper) -> PytorchStore {
+    let store = PytorchStore::from_file(path);
+    let store = match key {
+        Some(k) => store.with_top_level_key(k),
+        None => store,
+    };
+    store
+        .remap(remap)
+        .map_indices_contiguous(false)
+        .allow_partial(true)
+        .validate(false)
+}
+
+fn check_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(Error::CheckpointRead {
+            path: path.to_path_buf(),
+            reason: "not a regular file".into(),
+        }),
+        Err(e) => Err(Error::CheckpointRead {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Loads a reference `.pth` checkpoint into `model` (in place).
+///
+/// Strict mode returns [`Error::CheckpointMismatch`] listing every missing key, unused key and
+/// shape mismatch, and leaves `model` unchanged; lenient mode loads what fits and returns the
+/// report (a shape mismatch is still an error). A model in the inference form loads the
+/// reference's inference checkpoints (`op.k_exp`).
+pub fn load_pytorch_into(
+    model: &mut VHeat,
+    path: impl AsRef<Path>,
+    options: &LoadOptions,
+) -> Result<LoadReport> {
+    let path = path.as_ref();
+    check_file(path)?;
+    let remap = remapper(model, options)?;
+    let keys: Vec<Option<&str>> = match &options.key {
+        StateDictKey::Auto => vec![Some("model"), Some("state_dict"), None],
+        StateDictKey::Key(k) => vec![Some(k.as_str())],
+        StateDictKey::Bare => vec![None],
+    };
+    // Find the first location that holds tensors; keep the last reader error for the message.
+    let mut last_error = String::from("no tensors found");
+    for key in keys {
+        let mut store = pytorch_store(path, key, remap.clone());
+        match burn::store::ModuleStore::keys(&mut store) {
+            Ok(k) if !k.is_empty() => {
+                return apply_checked(model, path, options, |m| {
+                    m.load_from(&mut store).map_err(|e| e.to_string())
+                });
+            }
+            Ok(_) => {
+                last_error = match key {
+                    Some(k) => format!("no tensors under top-level key {k:?}"),
+                    None => "the file holds no tensors".into(),
+                }
+            }
+            Err(e) => {
+                last_error = match key {
+                    Some(k) => format!("{e} (looking under top-level key {k:?})"),
+                    None => e.to_string(),
+                }
+            }
+        }
+    }
+    Err(Error::CheckpointRead {
+        path: path.to_path_buf(),
+        reason: last_error,
+    })
+}
+
+/// Loads a safetensors file with the reference's key names into `model` (in place).
+///
+/// Same strictness rules as [`load_pytorch_into`].
+pub fn load_safetensors_into(
+    model: &mut VHeat,
+    path: impl AsRef<Path>,
+    options: &LoadOptions,
+) -> Result<LoadReport> {
+    let path = path.as_ref();
+    check_file(path)?;
+    let remap = remapper(model, options)?;
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .remap(remap)
+        .map_indices_contiguous(false)
+        .allow_partial(true)
+        .validate(false);
+    apply_checked(model, path, options, |m| {
+        m.load_from(&mut store).map_err(|e| e.to_string())
+    })
+}
+
+impl VHeat {
+    /// Builds the model for `config` on `device` and loads a reference `.pth` checkpoint into it,
+    /// strictly: the state dict under `"model"` (or `"state_dict"`), or a bare state dict.
+    pub fn load_pytorch(
+        path: impl AsRef<Path>,
+        config: &VHeatConfig,
+        device: &Device,
+    ) -> Result<VHeat> {
+        let mut model = config.try_init(device)?;
+        load_pytorch_into(&mut model, path, &LoadOptions::strict())?;
+        Ok(model)
+    }
+
+    /// Builds the model for `config` on `device` and loads a safetensors file with the
+    /// reference's key names into it, strictly.
+    pub fn load_safetensors(
+        path: impl AsRef<Path>,
+        config: &VHeatConfig,
+        device: &Device,
+    ) -> Result<VHeat> {
+        let mut model = config.try_init(device)?;
+        load_safetensors_into(&mut model, path, &LoadOptions::strict())?;
+        Ok(model)
+    }
+}
+
+pub(crate) fn pathbuf(p: &Path) -> PathBuf {
+    p.to_path_buf()
+}

@@ -1,0 +1,22 @@
+//! `weights` — importing the reference checkpoints and saving in Burn's own format.
+//!
+//! - `.pth` files (PyTorch zip format) holding `{"model": state_dict}` (the reference's
+//!   release format, which also holds `"model_ema"`), `{"state_dict": …}` or a bare state dict:
+//!   [`VHeat::load_pytorch`](crate::VHeat::load_pytorch), [`load_pytorch_into`].
+//! - safetensors with the same key names:
+//!   [`VHeat::load_safetensors`](crate::VHeat::load_safetensors), [`load_safetensors_into`].
+//! - Burn's burnpack format: [`VHeat::save_burnpack`](crate::VHeat::save_burnpack) and
+//!   [`VHeat::load_burnpack`](crate::VHeat::load_burnpack).
+//!
+//! Loading is strict by default: a missing key, an unused key or a shape mismatch is an
+//! [`Error::CheckpointMismatch`](crate::Error::CheckpointMismatch) listing all of them, and the
+//! model is left unchanged. [`LoadOptions::lenient`] returns the [`LoadReport`] instead. The key
+//! mapping is in [`key_rules`], one commented rule per difference.
+
+mod burnpack;
+mod keys;
+mod load;
+
+pub use crate::load_report::{LoadReport, ShapeMismatch};
+pub use keys::{key_rules, map_key};
+pub use load::{load_pytorch_into, load_safetensors_into, LoadOptions, StateDictKey};

@@ -1,0 +1,135 @@
+//! Shared helpers for the integration tests: fixture loading and tolerant comparison.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use vheat::VHeatConfig;
+
+/// Parity tolerance against the PyTorch reference. The fixtures README states that float32
+/// CPU implementations agree to about 1e-5; matmul/conv summation order differs between
+/// PyTorch (MKL) and Burn, and the errors grow through ~10 layers of LayerNorm, so we allow
+/// |a - b| <= ATOL + RTOL * |b| with both at 1e-4 (the brief's bound).
+pub const ATOL: f32 = 1e-4;
+/// See [`ATOL`].
+pub const RTOL: f32 = 1e-4;
+
+/// The device the tests run on.
+pub fn device() -> Device {
+    Device::default()
+}
+
+/// Path of a fixture file.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+}
+
+/// All float32 (and int64) tensors of a safetensors fixture, as (shape, f32 values).
+pub struct Tensors(pub HashMap<String, (Vec<usize>, Vec<f32>)>);
+
+impl Tensors {
+    pub fn open(name: &str) -> Self {
+        let bytes = std::fs::read(fixture(name)).expect("fixture exists");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+        let mut map = HashMap::new();
+        for (k, view) in st.tensors() {
+            let shape = view.shape().to_vec();
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                safetensors::Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                safetensors::Dtype::I64 => data
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
+                other => panic!("unexpected dtype {other:?} for {k}"),
+            };
+            map.insert(k.to_string(), (shape, values));
+        }
+        Tensors(map)
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    pub fn raw(&self, key: &str) -> &(Vec<usize>, Vec<f32>) {
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("fixture tensor {key} missing"))
+    }
+
+    pub fn get<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
+        let (shape, values) = self.raw(key);
+        assert_eq!(shape.len(), D, "rank of {key}");
+        Tensor::from_data(TensorData::new(values.clone(), shape.clone()), device)
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.0.keys().cloned().collect();
+        k.sort();
+        k
+    }
+}
+
+/// The `config` object of a fixture's JSON file, as a `VHeatConfig`.
+pub fn fixture_config(name: &str) -> VHeatConfig {
+    let text = std::fs::read_to_string(fixture(name)).expect("fixture json");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    VHeatConfig::from_json(&v["config"].to_string()).expect("fixture config is valid")
+}
+
+/// A value of a fixture's JSON file.
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture(name)).expect("fixture json");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Values of a tensor on the host.
+pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Asserts `actual` ≈ `expected` elementwise (|a−e| ≤ atol + rtol·|e|), with equal shapes.
+/// Returns the max absolute error, and prints it so that the test log records it.
+pub fn assert_close_tol(
+    what: &str,
+    actual: &[f32],
+    actual_shape: &[usize],
+    expected: &[f32],
+    expected_shape: &[usize],
+    atol: f32,
+    rtol: f32,
+) -> f32 {
+    assert_eq!(actual_shape, expected_shape, "{what}: shape");
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    let mut max_err = 0f32;
+    let mut worst = 0usize;
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(a.is_finite(), "{what}: non-finite value {a} at {i}");
+        let err = (a - e).abs();
+        if err > max_err {
+            max_err = err;
+            worst = i;
+        }
+        assert!(
+            err <= atol + rtol * e.abs(),
+            "{what}: element {i}: got {a}, expected {e} (|diff| = {err:.3e})"
+        );
+    }
+    println!("{what}: max |diff| = {max_err:.3e} (at {worst}, {} values)", actual.len());
+    max_err
+}
+
+/// [`assert_close_tol`] of a tensor against a fixture tensor at the parity tolerance.
+pub fn assert_matches<const D: usize>(what: &str, actual: Tensor<D>, fx: &Tensors, key: &str) -> f32 {
+    let shape = actual.dims().to_vec();
+    let (eshape, evalues) = fx.raw(key);
+    assert_close_tol(what, &values(actual), &shape, evalues, eshape, ATOL, RTOL)
+}
