@@ -1,0 +1,142 @@
+//! One training step against the reference: the loss, ∂loss/∂input and ∂loss/∂parameter for
+//! every parameter (FVE, `to_k`, the DCT path included) of `micro_tiny` and `micro_base`.
+
+mod common;
+
+use std::collections::HashMap;
+
+use burn::module::{ModuleMapper, Param};
+use burn::prelude::*;
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Gradients;
+use common::*;
+use vheat::weights::map_key;
+use vheat::VHeat;
+
+/// Gradient tolerance. Gradients pass back through every layer and through the reductions of
+/// the backward matmuls/convolutions, whose summation order differs from PyTorch's; the largest
+/// gradients are O(1), so an absolute 1e-4 plus a relative 1e-3 keeps the check at about four
+/// significant digits while allowing for float32 accumulation over up to a few thousand terms.
+const GRAD_ATOL: f32 = 1e-4;
+const GRAD_RTOL: f32 = 1e-3;
+
+/// Replaces every float parameter by its gradient (zeros if it has none, recorded as missing).
+struct GradMapper<'a> {
+    grads: &'a Gradients,
+    missing: usize,
+}
+
+impl ModuleMapper for GradMapper<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let value = param.val();
+        let g = match value.grad(self.grads) {
+            Some(g) => g,
+            None => {
+                self.missing += 1;
+                Tensor::zeros(value.dims(), &value.device()).add_scalar(f32::NAN)
+            }
+        };
+        Param::from_tensor(g)
+    }
+}
+
+/// The gradients of `model` under PyTorch's names and layouts (our paths, `weight`/`bias`,
+/// Linear weights as `[out, in]`).
+fn gradients_by_name(model: &VHeat, grads: &Gradients) -> (HashMap<String, (Vec<usize>, Vec<f32>)>, usize) {
+    let mut mapper = GradMapper {
+        grads,
+        missing: 0,
+    };
+    let grad_model = model.clone().map(&mut mapper);
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    grad_model.save_into(&mut store).unwrap();
+    let bytes = store.get_bytes().unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out = HashMap::new();
+    for (k, view) in st.tensors() {
+        let v: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.insert(k.to_string(), (view.shape().to_vec(), v));
+    }
+    (out, mapper.missing)
+}
+
+fn check_training_step(name: &str) {
+    let d = device().autodiff();
+    let config = fixture_config(&format!("{name}_grads.json"));
+    let fx = Tensors::open(&format!("{name}_grads.grads.safetensors"));
+    let model = VHeat::load_pytorch(fixture(&format!("{name}.pth")), &config, &d).unwrap();
+
+    let input = fx.get::<4>("input", &d).require_grad();
+    let (_, target) = fx.raw("target");
+    let target = Tensor::<1, Int>::from_data(
+        TensorData::new(target.iter().map(|&t| t as i64).collect::<Vec<_>>(), [target.len()]),
+        &d,
+    );
+    let logits = model.forward(input.clone());
+    assert_matches(&format!("{name} logits"), logits.clone(), &fx, "logits");
+    let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&d)
+        .forward(logits, target);
+    assert_matches(&format!("{name} loss"), loss.clone().reshape([1]), &fx, "loss");
+
+    let grads = loss.backward();
+    let g_input = input.grad(&grads).expect("input gradient");
+    let (gshape, gvals) = fx.raw("grad_input");
+    assert_close_tol(
+        &format!("{name} grad_input"),
+        &values(g_input.clone()),
+        &g_input.dims(),
+        gvals,
+        gshape,
+        GRAD_ATOL,
+        GRAD_RTOL,
+    );
+
+    let (ours, missing) = gradients_by_name(&model, &grads);
+    assert_eq!(missing, 0, "{name}: {missing} parameters received no gradient");
+    let depths = model.depths();
+    let mut checked = 0;
+    for key in fx.keys() {
+        let Some(param_key) = key.strip_prefix("grad.") else {
+            continue;
+        };
+        if param_key == "input" {
+            continue;
+        }
+        let our_key = map_key(param_key, &depths, false);
+        let (shape, vals) = ours
+            .get(&our_key)
+            .unwrap_or_else(|| panic!("{name}: no gradient for {param_key} (ours: {our_key})"));
+        let (eshape, evals) = fx.raw(&key);
+        assert_close_tol(
+            &format!("{name} {key}"),
+            vals,
+            shape,
+            evals,
+            eshape,
+            GRAD_ATOL,
+            GRAD_RTOL,
+        );
+        checked += 1;
+    }
+    let n_params = fixture_json(&format!("{name}.json"))["state_dict_keys"]
+        .as_object()
+        .unwrap()
+        .len();
+    assert_eq!(checked, n_params, "{name}: every state_dict key has a checked gradient");
+    assert_eq!(ours.len(), n_params, "{name}: our parameter count by tensor");
+}
+
+#[test]
+fn micro_tiny_training_step_matches_reference() {
+    check_training_step("micro_tiny");
+}
+
+#[test]
+fn micro_base_training_step_matches_reference() {
+    check_training_step("micro_base");
+}
