@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashMap;
 
-use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Gradients;
@@ -19,26 +18,6 @@ use vheat::VHeat;
 /// significant digits while allowing for float32 accumulation over up to a few thousand terms.
 const GRAD_ATOL: f32 = 1e-4;
 const GRAD_RTOL: f32 = 1e-3;
-
-/// Replaces every float parameter by its gradient (zeros if it has none, recorded as missing).
-struct GradMapper<'a> {
-    grads: &'a Gradients,
-    missing: usize,
-}
-
-impl ModuleMapper for GradMapper<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let value = param.val();
-        let g = match value.grad(self.grads) {
-            Some(g) => g,
-            None => {
-                self.missing += 1;
-                Tensor::zeros(value.dims(), &value.device()).add_scalar(f32::NAN)
-            }
-        };
-        Param::from_tensor(g)
-    }
-}
 
 /// The gradients of `model` under PyTorch's names and layouts (our paths, `weight`/`bias`,
 /// Linear weights as `[out, in]`).

@@ -1,6 +1,6 @@
 //! [`VHeat`]: stem → stages → head.
 
-use burn::module::Param;
+use burn::module::{ModuleMapper, Param};
 use burn::nn::Linear;
 use burn::prelude::*;
 
@@ -80,12 +80,38 @@ impl VHeatConfig {
                 }
             })
             .collect();
-        Ok(VHeat {
+        let model = VHeat {
             patch_embed: Stem::new(self.in_chans, self.dims[0], device),
             layers,
             classifier: Head::new(self.dims[n - 1], self.num_classes, device),
             trainable_parts: None,
-        })
+        };
+        // Burn initialises layer parameters lazily, on first use; draw them all now so that
+        // the random stream consumed by `init` is exactly this model's.
+        Ok(model.map(&mut Materialize))
+    }
+
+    /// Builds the model with the random generator of `device`'s backend seeded with `seed`:
+    /// the same seed gives the same weights.
+    ///
+    /// Burn's generator is global to the backend, so another thread drawing random numbers on
+    /// the same backend at the same moment would interleave with this one; concurrent calls of
+    /// this function are serialised.
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> Result<VHeat> {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        device.seed(seed);
+        self.try_init(device)
+    }
+}
+
+/// Forces every lazily initialised parameter to be drawn.
+struct Materialize;
+
+impl ModuleMapper for Materialize {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let _ = param.val();
+        param
     }
 }
 

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
+use burn::tensor::Gradients;
 use vheat::VHeatConfig;
 
 /// Parity tolerance against the PyTorch reference. The fixtures README states that float32
@@ -123,13 +125,41 @@ pub fn assert_close_tol(
             "{what}: element {i}: got {a}, expected {e} (|diff| = {err:.3e})"
         );
     }
-    println!("{what}: max |diff| = {max_err:.3e} (at {worst}, {} values)", actual.len());
+    println!(
+        "{what}: max |diff| = {max_err:.3e} (at {worst}, {} values)",
+        actual.len()
+    );
     max_err
 }
 
 /// [`assert_close_tol`] of a tensor against a fixture tensor at the parity tolerance.
-pub fn assert_matches<const D: usize>(what: &str, actual: Tensor<D>, fx: &Tensors, key: &str) -> f32 {
+pub fn assert_matches<const D: usize>(
+    what: &str,
+    actual: Tensor<D>,
+    fx: &Tensors,
+    key: &str,
+) -> f32 {
     let shape = actual.dims().to_vec();
     let (eshape, evalues) = fx.raw(key);
     assert_close_tol(what, &values(actual), &shape, evalues, eshape, ATOL, RTOL)
+}
+
+/// Replaces every float parameter by its gradient (zeros if it has none, recorded as missing).
+pub struct GradMapper<'a> {
+    pub grads: &'a Gradients,
+    pub missing: usize,
+}
+
+impl ModuleMapper for GradMapper<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let value = param.val();
+        let g = match value.grad(self.grads) {
+            Some(g) => g,
+            None => {
+                self.missing += 1;
+                Tensor::zeros(value.dims(), &value.device()).add_scalar(f32::NAN)
+            }
+        };
+        Param::from_tensor(g)
+    }
 }
