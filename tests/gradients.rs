@@ -19,13 +19,13 @@ use vheat::VHeat;
 const GRAD_ATOL: f32 = 1e-4;
 const GRAD_RTOL: f32 = 1e-3;
 
+/// Tensors by name: (shape, values).
+type NamedTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// The gradients of `model` under PyTorch's names and layouts (our paths, `weight`/`bias`,
 /// Linear weights as `[out, in]`).
-fn gradients_by_name(model: &VHeat, grads: &Gradients) -> (HashMap<String, (Vec<usize>, Vec<f32>)>, usize) {
-    let mut mapper = GradMapper {
-        grads,
-        missing: 0,
-    };
+fn gradients_by_name(model: &VHeat, grads: &Gradients) -> (NamedTensors, usize) {
+    let mut mapper = GradMapper { grads, missing: 0 };
     let grad_model = model.clone().map(&mut mapper);
     let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
     grad_model.save_into(&mut store).unwrap();
@@ -52,7 +52,10 @@ fn check_training_step(name: &str) {
     let input = fx.get::<4>("input", &d).require_grad();
     let (_, target) = fx.raw("target");
     let target = Tensor::<1, Int>::from_data(
-        TensorData::new(target.iter().map(|&t| t as i64).collect::<Vec<_>>(), [target.len()]),
+        TensorData::new(
+            target.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+            [target.len()],
+        ),
         &d,
     );
     let logits = model.forward(input.clone());
@@ -60,7 +63,12 @@ fn check_training_step(name: &str) {
     let loss = burn::nn::loss::CrossEntropyLossConfig::new()
         .init(&d)
         .forward(logits, target);
-    assert_matches(&format!("{name} loss"), loss.clone().reshape([1]), &fx, "loss");
+    assert_matches(
+        &format!("{name} loss"),
+        loss.clone().reshape([1]),
+        &fx,
+        "loss",
+    );
 
     let grads = loss.backward();
     let g_input = input.grad(&grads).expect("input gradient");
@@ -76,7 +84,10 @@ fn check_training_step(name: &str) {
     );
 
     let (ours, missing) = gradients_by_name(&model, &grads);
-    assert_eq!(missing, 0, "{name}: {missing} parameters received no gradient");
+    assert_eq!(
+        missing, 0,
+        "{name}: {missing} parameters received no gradient"
+    );
     let depths = model.depths();
     let mut checked = 0;
     for key in fx.keys() {
@@ -106,8 +117,15 @@ fn check_training_step(name: &str) {
         .as_object()
         .unwrap()
         .len();
-    assert_eq!(checked, n_params, "{name}: every state_dict key has a checked gradient");
-    assert_eq!(ours.len(), n_params, "{name}: our parameter count by tensor");
+    assert_eq!(
+        checked, n_params,
+        "{name}: every state_dict key has a checked gradient"
+    );
+    assert_eq!(
+        ours.len(),
+        n_params,
+        "{name}: our parameter count by tensor"
+    );
 }
 
 #[test]

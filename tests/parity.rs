@@ -17,9 +17,19 @@ fn check_input_tag(model: &VHeat, fx: &Tensors, tag: &str) {
         assert_matches(&key, s, fx, &key);
     }
     let features = model.forward_features(input.clone());
-    assert_matches(&format!("{tag}.features"), features, fx, &format!("{tag}.features"));
+    assert_matches(
+        &format!("{tag}.features"),
+        features,
+        fx,
+        &format!("{tag}.features"),
+    );
     let logits = model.try_forward(input).expect("valid input");
-    assert_matches(&format!("{tag}.logits"), logits, fx, &format!("{tag}.logits"));
+    assert_matches(
+        &format!("{tag}.logits"),
+        logits,
+        fx,
+        &format!("{tag}.logits"),
+    );
 }
 
 #[test]
@@ -64,7 +74,12 @@ fn check_inference_form(name: &str, tag: &str, size: usize) {
     let fast = model.to_inference(size, size).unwrap();
     assert!(fast.is_inference());
     let k_exp = fast.precomputed_decays()[0][0].val();
-    assert_matches(&format!("{name} k_exp.stage0.block0"), k_exp, &fx, "k_exp.stage0.block0");
+    assert_matches(
+        &format!("{name} k_exp.stage0.block0"),
+        k_exp,
+        &fx,
+        "k_exp.stage0.block0",
+    );
     let input = fx.get::<4>(&format!("{tag}.input"), &d);
     let logits = fast.try_forward(input.clone()).unwrap();
     let key = format!("{tag}.logits_infer_mode");
@@ -74,7 +89,12 @@ fn check_inference_form(name: &str, tag: &str, size: usize) {
     assert!(!back.is_inference());
     assert_eq!(back.num_params(), model.num_params());
     let key = format!("{tag}.logits");
-    assert_matches(&format!("{name} back {key}"), back.forward(input), &fx, &key);
+    assert_matches(
+        &format!("{name} back {key}"),
+        back.forward(input),
+        &fx,
+        &key,
+    );
 }
 
 #[test]

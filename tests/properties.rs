@@ -94,7 +94,11 @@ fn num_classes_is_honoured_and_reset_classifier_works() {
     model.reset_classifier(11);
     assert_eq!(model.forward(x.clone()).dims(), [3, 11]);
     model.reset_classifier(0);
-    assert_eq!(model.forward(x.clone()).dims(), [3, 32], "headless: pooled features");
+    assert_eq!(
+        model.forward(x.clone()).dims(),
+        [3, 32],
+        "headless: pooled features"
+    );
     assert_eq!(model.num_classes(), 0);
     let headless = config.with_num_classes(0).init(&d);
     assert_eq!(headless.forward(x).dims(), [3, 32]);
@@ -110,12 +114,23 @@ fn published_parameter_counts() {
         ("vheat_base", VHeatConfig::base()),
     ] {
         let model = config.init(&d);
-        assert_eq!(model.num_params() as u64, counts[name].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            model.num_params() as u64,
+            counts[name].as_u64().unwrap(),
+            "{name}"
+        );
         let fast = model.to_inference(224, 224).unwrap();
         let key = format!("{name}_infer_mode");
-        assert_eq!(fast.num_params() as u64, counts[&key].as_u64().unwrap(), "{key}");
+        assert_eq!(
+            fast.num_params() as u64,
+            counts[&key].as_u64().unwrap(),
+            "{key}"
+        );
         // And back to the trainable count.
-        assert_eq!(fast.to_trainable().unwrap().num_params(), model.num_params());
+        assert_eq!(
+            fast.to_trainable().unwrap().num_params(),
+            model.num_params()
+        );
     }
     assert_eq!(VHeatConfig::tiny().init(&d).num_params(), 30_853_480);
 }
@@ -123,10 +138,16 @@ fn published_parameter_counts() {
 #[test]
 fn published_configurations() {
     let t = VHeatConfig::tiny();
-    assert_eq!((t.depths.clone(), t.dims.clone()), (vec![2, 2, 6, 2], vec![96, 192, 384, 768]));
+    assert_eq!(
+        (t.depths.clone(), t.dims.clone()),
+        (vec![2, 2, 6, 2], vec![96, 192, 384, 768])
+    );
     assert!(!t.post_norm && t.layer_scale.is_none());
     let s = VHeatConfig::small();
-    assert_eq!((s.depths.clone(), s.dims.clone()), (vec![2, 2, 18, 2], vec![96, 192, 384, 768]));
+    assert_eq!(
+        (s.depths.clone(), s.dims.clone()),
+        (vec![2, 2, 18, 2], vec![96, 192, 384, 768])
+    );
     assert!(s.post_norm && s.layer_scale == Some(1e-5));
     let b = VHeatConfig::base();
     assert_eq!(b.dims, vec![128, 256, 512, 1024]);
@@ -135,13 +156,17 @@ fn published_configurations() {
         assert_eq!((c.num_classes, c.img_size, c.in_chans), (1000, 224, 3));
     }
     assert_eq!(VHeatConfig::by_name("vheat-S").unwrap(), s);
-    assert!(matches!(VHeatConfig::by_name("huge"), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        VHeatConfig::by_name("huge"),
+        Err(Error::InvalidConfig(_))
+    ));
 }
 
 #[test]
 fn config_files_load_with_defaults_and_round_trip() {
     // The fixture's config omits in_chans and mlp_ratio: they take their defaults.
-    let config = VHeatConfig::load(fixture("micro_base.json").with_file_name("cfg-does-not-exist.json"));
+    let config =
+        VHeatConfig::load(fixture("micro_base.json").with_file_name("cfg-does-not-exist.json"));
     assert!(matches!(config, Err(Error::ConfigFile { .. })));
     let dir = std::env::temp_dir().join(format!("vheat-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -160,14 +185,20 @@ fn config_files_load_with_defaults_and_round_trip() {
     // Minimal: only the required keys.
     std::fs::write(&path, r#"{"depths": [1, 1], "dims": [4, 8]}"#).unwrap();
     let c = VHeatConfig::load(&path).unwrap();
-    assert_eq!((c.num_classes, c.img_size, c.drop_path_rate), (1000, 224, 0.1));
+    assert_eq!(
+        (c.num_classes, c.img_size, c.drop_path_rate),
+        (1000, 224, 0.1)
+    );
     // Invalid ones are errors that say what is wrong.
     for (json, needle) in [
         (r#"{"depths": [1, 1], "dims": [4]}"#, "dims"),
         (r#"{"depths": [], "dims": []}"#, "depths"),
         (r#"{"dims": [4, 8]}"#, "depths"),
         (r#"{"depths": [1], "dims": [4], "img_size": 2}"#, "img_size"),
-        (r#"{"depths": [1], "dims": [4], "drop_path_rate": 1.5}"#, "drop_path_rate"),
+        (
+            r#"{"depths": [1], "dims": [4], "drop_path_rate": 1.5}"#,
+            "drop_path_rate",
+        ),
         ("{not json", "JSON"),
     ] {
         std::fs::write(&path, json).unwrap();
@@ -182,14 +213,23 @@ fn invalid_inputs_are_typed_errors() {
     let d = device();
     let model = micro_configs().remove(0).1.init(&d);
     let wrong_channels = Tensor::<4>::zeros([1, 1, 64, 64], &d);
-    assert!(matches!(model.try_forward(wrong_channels), Err(Error::InvalidInput { .. })));
+    assert!(matches!(
+        model.try_forward(wrong_channels),
+        Err(Error::InvalidInput { .. })
+    ));
     let too_small = Tensor::<4>::zeros([1, 3, 16, 64], &d);
-    assert!(matches!(model.try_forward(too_small), Err(Error::InputTooSmall { stride: 32, .. })));
+    assert!(matches!(
+        model.try_forward(too_small),
+        Err(Error::InputTooSmall { stride: 32, .. })
+    ));
     assert!(model.check_input(&[1, 3, 64]).is_err());
     // The inference form runs only at the size it was computed for.
     let fast = model.to_inference(64, 64).unwrap();
     let other = Tensor::<4>::zeros([1, 3, 96, 64], &d);
-    assert!(matches!(fast.try_forward(other), Err(Error::InferenceSizeMismatch { stage: 0, .. })));
+    assert!(matches!(
+        fast.try_forward(other),
+        Err(Error::InferenceSizeMismatch { stage: 0, .. })
+    ));
     assert!(matches!(fast.to_inference(64, 64), Err(Error::Form(_))));
     assert!(matches!(model.to_trainable(), Err(Error::Form(_))));
     assert!(matches!(

@@ -16,12 +16,15 @@ fn pth_and_safetensors_load_the_same_model() {
         let config = fixture_config(&format!("{name}.json"));
         let d = device();
         let a = VHeat::load_pytorch(fixture(&format!("{name}.pth")), &config, &d).unwrap();
-        let b = VHeat::load_safetensors(fixture(&format!("{name}.weights.safetensors")), &config, &d)
-            .unwrap();
+        let b =
+            VHeat::load_safetensors(fixture(&format!("{name}.weights.safetensors")), &config, &d)
+                .unwrap();
         let fx = Tensors::open(&format!("{name}.io.safetensors"));
         // Same tensors, same computation: bit-identical logits.
         assert_eq!(logits(&a, &fx, tag), logits(&b, &fx, tag), "{name}");
-        let expected = fixture_json(&format!("{name}.json"))["num_params"].as_u64().unwrap();
+        let expected = fixture_json(&format!("{name}.json"))["num_params"]
+            .as_u64()
+            .unwrap();
         assert_eq!(a.num_params() as u64, expected, "{name} parameter count");
     }
 }
@@ -31,12 +34,30 @@ fn key_rules_map_every_reference_key_onto_a_parameter() {
     let config = fixture_config("micro_tiny.json");
     let keys = fixture_json("micro_tiny.json")["state_dict_keys"].clone();
     let depths = config.depths.clone();
-    assert_eq!(map_key("freq_embed.2", &depths, false), "layers.2.freq_embed.weight");
-    assert_eq!(map_key("layers.2.2.0.weight", &depths, false), "layers.2.downsample.conv.weight");
-    assert_eq!(map_key("layers.2.1.op.to_k.0.bias", &depths, false), "layers.2.blocks.1.op.to_k.bias");
-    assert_eq!(map_key("patch_embed.norm2.1.weight", &depths, false), "patch_embed.norm2.weight");
-    assert_eq!(map_key("classifier.3.weight", &depths, false), "classifier.fc.weight");
-    assert_eq!(map_key("backbone.classifier.0.bias", &depths, true), "classifier.norm.bias");
+    assert_eq!(
+        map_key("freq_embed.2", &depths, false),
+        "layers.2.freq_embed.weight"
+    );
+    assert_eq!(
+        map_key("layers.2.2.0.weight", &depths, false),
+        "layers.2.downsample.conv.weight"
+    );
+    assert_eq!(
+        map_key("layers.2.1.op.to_k.0.bias", &depths, false),
+        "layers.2.blocks.1.op.to_k.bias"
+    );
+    assert_eq!(
+        map_key("patch_embed.norm2.1.weight", &depths, false),
+        "patch_embed.norm2.weight"
+    );
+    assert_eq!(
+        map_key("classifier.3.weight", &depths, false),
+        "classifier.fc.weight"
+    );
+    assert_eq!(
+        map_key("backbone.classifier.0.bias", &depths, true),
+        "classifier.norm.bias"
+    );
     // Every reference key maps to a distinct name (strict loading then proves each is ours).
     let mapped: std::collections::BTreeSet<String> = keys
         .as_object()
@@ -86,22 +107,42 @@ fn lenient_loading_returns_the_report_and_strict_loading_changes_nothing() {
     let config = fixture_config("micro_tiny.json").with_num_classes(7);
     let mut model = config.init(&d);
     let before = logits(&model, &fx, "x64");
-    let err = load_pytorch_into(&mut model, fixture("micro_tiny.pth"), &LoadOptions::strict());
+    let err = load_pytorch_into(
+        &mut model,
+        fixture("micro_tiny.pth"),
+        &LoadOptions::strict(),
+    );
     assert!(err.is_err());
-    assert_eq!(logits(&model, &fx, "x64"), before, "a failed load changed the model");
+    assert_eq!(
+        logits(&model, &fx, "x64"),
+        before,
+        "a failed load changed the model"
+    );
 
     // Lenient loading without the classifier Linear: everything else loads, the classifier's
     // tensors are reported as unused.
     let config = fixture_config("micro_tiny.json").with_num_classes(0);
     let mut model = config.init(&d);
-    let report =
-        load_pytorch_into(&mut model, fixture("micro_tiny.pth"), &LoadOptions::lenient()).unwrap();
+    let report = load_pytorch_into(
+        &mut model,
+        fixture("micro_tiny.pth"),
+        &LoadOptions::lenient(),
+    )
+    .unwrap();
     assert!(report.missing.is_empty(), "{report}");
-    assert_eq!(report.unused, vec!["classifier.fc.bias", "classifier.fc.weight"], "{report}");
+    assert_eq!(
+        report.unused,
+        vec!["classifier.fc.bias", "classifier.fc.weight"],
+        "{report}"
+    );
     // Strict loading of the same pair is an error that lists those keys.
     let mut model = config.init(&d);
-    let err = load_pytorch_into(&mut model, fixture("micro_tiny.pth"), &LoadOptions::strict())
-        .unwrap_err();
+    let err = load_pytorch_into(
+        &mut model,
+        fixture("micro_tiny.pth"),
+        &LoadOptions::strict(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("classifier.fc.weight"), "{err}");
     // The headless model gives the reference's pooled features: logits = fc(pooled).
     let features = fx.get::<4>("x64.features", &d);
@@ -122,10 +163,18 @@ fn state_dict_location_is_selectable() {
     .unwrap_err();
     assert!(err.to_string().contains("model_ema"), "{err}");
     // Explicitly under "model" works.
-    load_pytorch_into(&mut model, fixture("micro_tiny.pth"), &LoadOptions::strict().with_key("model"))
-        .unwrap();
+    load_pytorch_into(
+        &mut model,
+        fixture("micro_tiny.pth"),
+        &LoadOptions::strict().with_key("model"),
+    )
+    .unwrap();
     // Reading it as a bare state dict finds one entry, "model", holding no tensors of ours.
-    let err = load_pytorch_into(&mut model, fixture("micro_tiny.pth"), &LoadOptions::strict().bare());
+    let err = load_pytorch_into(
+        &mut model,
+        fixture("micro_tiny.pth"),
+        &LoadOptions::strict().bare(),
+    );
     assert!(err.is_err());
 }
 

@@ -1,7 +1,7 @@
 //! [`HeatConduction`]: one heat-conduction operator (the reference's `Heat2D`).
 
-use burn::module::Param;
 use crate::init::reference_linear as linear;
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;

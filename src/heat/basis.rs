@@ -13,11 +13,7 @@ pub fn dct_basis_host(n: usize) -> Vec<f64> {
     let scale = (2.0 / nf).sqrt();
     let mut m = Vec::with_capacity(n * n);
     for k in 0..n {
-        let row_scale = if k == 0 {
-            scale / 2f64.sqrt()
-        } else {
-            scale
-        };
+        let row_scale = if k == 0 { scale / 2f64.sqrt() } else { scale };
         for x in 0..n {
             let angle = std::f64::consts::PI * k as f64 * (x as f64 + 0.5) / nf;
             m.push(row_scale * angle.cos());

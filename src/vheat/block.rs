@@ -89,9 +89,11 @@ impl HeatBlock {
     /// (ignored in the inference form).
     pub fn forward(&self, x: Tensor<4>, fve: Option<Tensor<3>>) -> Tensor<4> {
         let heat = if self.post_norm {
-            self.norm1.forward(self.op.forward_channels_last(x.clone(), fve))
+            self.norm1
+                .forward(self.op.forward_channels_last(x.clone(), fve))
         } else {
-            self.op.forward_channels_last(self.norm1.forward(x.clone()), fve)
+            self.op
+                .forward_channels_last(self.norm1.forward(x.clone()), fve)
         };
         let x = x + self.drop_path.forward(scale(&self.gamma1, heat));
         match (&self.mlp, &self.norm2) {

@@ -75,7 +75,9 @@ impl VHeatConfig {
                 offset += self.depths[i];
                 Stage {
                     blocks,
-                    freq_embed: Some(FrequencyEmbeddingConfig::new(fve[i], fve[i], dim).init(device)),
+                    freq_embed: Some(
+                        FrequencyEmbeddingConfig::new(fve[i], fve[i], dim).init(device),
+                    ),
                     downsample: (i + 1 < n).then(|| Downsample::new(dim, self.dims[i + 1], device)),
                 }
             })
@@ -167,7 +169,10 @@ impl VHeat {
 
     /// Number of classifier outputs (0 when headless).
     pub fn num_classes(&self) -> usize {
-        self.classifier.fc.as_ref().map_or(0, |fc| fc.weight.dims()[1])
+        self.classifier
+            .fc
+            .as_ref()
+            .map_or(0, |fc| fc.weight.dims()[1])
     }
 
     /// Input channels.
@@ -212,10 +217,14 @@ impl VHeat {
             expected,
             found: format!("{dims:?}"),
         };
-        let [b, c, h, w] = <[usize; 4]>::try_from(dims)
-            .map_err(|_| invalid("a 4-D batch [B, C, H, W]".into()))?;
+        let [b, c, h, w] =
+            <[usize; 4]>::try_from(dims).map_err(|_| invalid("a 4-D batch [B, C, H, W]".into()))?;
         if c != self.in_chans() {
-            return Err(invalid(format!("{} channels [B, {}, H, W]", self.in_chans(), self.in_chans())));
+            return Err(invalid(format!(
+                "{} channels [B, {}, H, W]",
+                self.in_chans(),
+                self.in_chans()
+            )));
         }
         if b == 0 {
             return Err(invalid("a non-empty batch".into()));
@@ -260,7 +269,9 @@ impl VHeat {
     /// trainable form back.
     pub fn to_inference(&self, h: usize, w: usize) -> Result<VHeat> {
         if self.is_inference() {
-            return Err(Error::Form("the model is already in the inference form".into()));
+            return Err(Error::Form(
+                "the model is already in the inference form".into(),
+            ));
         }
         let probe = [1, self.in_chans(), h, w];
         self.check_input(&probe)?;
@@ -291,7 +302,9 @@ impl VHeat {
     /// `self`, so changes made in the inference form are kept.
     pub fn to_trainable(&self) -> Result<VHeat> {
         if !self.is_inference() {
-            return Err(Error::Form("the model is already in the trainable form".into()));
+            return Err(Error::Form(
+                "the model is already in the trainable form".into(),
+            ));
         }
         let parts = self.trainable_parts.as_ref().ok_or_else(|| {
             Error::Form(
@@ -319,8 +332,8 @@ impl VHeat {
     pub fn reset_classifier(&mut self, num_classes: usize) {
         let device = self.devices().into_iter().next().unwrap_or_default();
         let dim = self.classifier.norm.gamma.dims()[0];
-        self.classifier.fc = (num_classes > 0)
-            .then(|| crate::init::reference_linear(dim, num_classes, &device));
+        self.classifier.fc =
+            (num_classes > 0).then(|| crate::init::reference_linear(dim, num_classes, &device));
     }
 
     /// Every precomputed decay, per stage and block (empty in the trainable form).

@@ -16,10 +16,11 @@ impl VHeat {
     pub fn save_burnpack(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let mut store = BurnpackStore::from_file(path).overwrite(true);
-        self.save_into(&mut store).map_err(|e| Error::CheckpointWrite {
-            path: pathbuf(path),
-            reason: e.to_string(),
-        })
+        self.save_into(&mut store)
+            .map_err(|e| Error::CheckpointWrite {
+                path: pathbuf(path),
+                reason: e.to_string(),
+            })
     }
 
     /// Builds the model for `config` on `device` and loads a burnpack file written by
@@ -34,10 +35,12 @@ impl VHeat {
         let mut store = BurnpackStore::from_file(path)
             .allow_partial(true)
             .validate(false);
-        let result = model.load_from(&mut store).map_err(|e| Error::CheckpointRead {
-            path: pathbuf(path),
-            reason: e.to_string(),
-        })?;
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| Error::CheckpointRead {
+                path: pathbuf(path),
+                reason: e.to_string(),
+            })?;
         let report = LoadReport {
             applied: result.applied,
             missing: result.missing.into_iter().map(|(p, _)| p).collect(),

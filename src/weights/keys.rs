@@ -16,10 +16,16 @@ pub fn key_rules(depths: &[usize], backbone_prefix: bool) -> Vec<(String, String
     }
     // The stem's norms sit at index 1 of a (permute, LayerNorm, permute) sequence:
     // `patch_embed.norm1.1.weight` → `patch_embed.norm1.weight`.
-    rules.push((r"^patch_embed\.norm(\d+)\.1\.".into(), "patch_embed.norm$1.".into()));
+    rules.push((
+        r"^patch_embed\.norm(\d+)\.1\.".into(),
+        "patch_embed.norm$1.".into(),
+    ));
     // The FVEs are a top-level ParameterList; here each stage owns its own:
     // `freq_embed.2` → `layers.2.freq_embed.weight`.
-    rules.push((r"^freq_embed\.(\d+)$".into(), "layers.$1.freq_embed.weight".into()));
+    rules.push((
+        r"^freq_embed\.(\d+)$".into(),
+        "layers.$1.freq_embed.weight".into(),
+    ));
     for (i, &depth) in depths.iter().enumerate() {
         // The downsample is the last entry of the stage's sequence, after its `depth` blocks:
         // `layers.{i}.{depth}.0.weight` (conv) → `layers.{i}.downsample.conv.weight`.
@@ -35,7 +41,10 @@ pub fn key_rules(depths: &[usize], backbone_prefix: bool) -> Vec<(String, String
     }
     // The remaining numbered entries of a stage are its blocks:
     // `layers.1.0.op.dwconv.weight` → `layers.1.blocks.0.op.dwconv.weight`.
-    rules.push((r"^layers\.(\d+)\.(\d+)\.".into(), "layers.$1.blocks.$2.".into()));
+    rules.push((
+        r"^layers\.(\d+)\.(\d+)\.".into(),
+        "layers.$1.blocks.$2.".into(),
+    ));
     // `to_k` is `Sequential(Linear, ReLU)`; the ReLU is applied in code:
     // `….op.to_k.0.weight` → `….op.to_k.weight`.
     rules.push((r"\.op\.to_k\.0\.".into(), ".op.to_k.".into()));

@@ -81,9 +81,8 @@ impl LoadOptions {
 }
 
 fn remapper(model: &VHeat, options: &LoadOptions) -> Result<KeyRemapper> {
-    KeyRemapper::from_patterns(key_rules(&model.depths(), options.backbone_prefix)).map_err(|e| {
-        Error::InvalidConfig(format!("internal key rule failed to compile: {e}"))
-    })
+    KeyRemapper::from_patterns(key_rules(&model.depths(), options.backbone_prefix))
+        .map_err(|e| Error::InvalidConfig(format!("internal key rule failed to compile: {e}")))
 }
 
 fn to_report(result: ApplyResult) -> LoadReport {
