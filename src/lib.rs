@@ -40,4 +40,8 @@ pub mod vheat;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use vheat::{VHeat, VHeatConfig};
+pub use hco::{FrequencyEmbedding, FrequencyEmbeddingConfig, HeatConduction, HeatConductionConfig};
+pub use load_report::LoadReport;
+pub use vheat::{
+    Downsample, DropPath, Head, HeatBlock, HeatBlockConfig, Stage, Stem, VHeat, VHeatConfig,
+};

@@ -182,6 +182,15 @@ fn config_files_load_with_defaults_and_round_trip() {
     assert_eq!(c, c2);
     burn::config::Config::save(&c, dir.join("saved.json")).unwrap();
     assert_eq!(VHeatConfig::load(dir.join("saved.json")).unwrap(), c);
+    // `dims` as one number doubles per stage, as the reference constructor allows.
+    std::fs::write(
+        &path,
+        r#"{"depths": [2, 2, 6, 2], "dims": 96, "post_norm": false}"#,
+    )
+    .unwrap();
+    let c = VHeatConfig::load(&path).unwrap();
+    assert_eq!(c.dims, vec![96, 192, 384, 768]);
+    assert_eq!(c, VHeatConfig::tiny());
     // Minimal: only the required keys.
     std::fs::write(&path, r#"{"depths": [1, 1], "dims": [4, 8]}"#).unwrap();
     let c = VHeatConfig::load(&path).unwrap();

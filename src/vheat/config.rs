@@ -39,37 +39,90 @@ fn default_mlp_ratio() -> f64 {
 /// It implements Burn's [`Config`] (so `save`, and `load` through the trait, work as for any
 /// Burn config); the inherent [`VHeatConfig::load`] also validates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawConfig")]
 pub struct VHeatConfig {
     /// Number of heat blocks per stage.
     pub depths: Vec<usize>,
     /// Channel width of each stage (one per entry of `depths`).
     pub dims: Vec<usize>,
     /// Classifier outputs; 0 gives a headless model whose `forward` returns pooled features.
-    #[serde(default = "default_num_classes")]
     pub num_classes: usize,
     /// Training resolution; sets the FVE sizes `⌊img_size/4/2^i⌋` (default 224).
-    #[serde(default = "default_img_size")]
     pub img_size: usize,
     /// Image channels (default 3).
-    #[serde(default = "default_in_chans")]
     pub in_chans: usize,
     /// Post-norm blocks with the norm after each branch (vHeat-S/B) instead of pre-norm
     /// (vHeat-T). The reference's default is `true`.
-    #[serde(default = "default_post_norm")]
     pub post_norm: bool,
     /// Initial layer-scale value of both branches; `None` (JSON `null`) for no layer scale.
-    #[serde(default)]
     pub layer_scale: Option<f64>,
     /// Stochastic-depth rate of the last block; earlier blocks get a linear ramp from 0
     /// (default 0.1).
-    #[serde(default = "default_drop_path_rate")]
     pub drop_path_rate: f64,
     /// MLP hidden width as a multiple of the stage width (default 4.0); 0 removes the MLP.
-    #[serde(default = "default_mlp_ratio")]
     pub mlp_ratio: f64,
 }
 
 impl Config for VHeatConfig {}
+
+/// `dims` as the reference accepts it: one width per stage, or the first stage's width, which
+/// then doubles every stage (`dims: 96` means `[96, 192, 384, 768]` for four stages).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Dims {
+    PerStage(Vec<usize>),
+    First(usize),
+}
+
+/// What the JSON holds before `dims` is expanded.
+#[derive(Deserialize)]
+struct RawConfig {
+    depths: Vec<usize>,
+    dims: Dims,
+    #[serde(default = "default_num_classes")]
+    num_classes: usize,
+    #[serde(default = "default_img_size")]
+    img_size: usize,
+    #[serde(default = "default_in_chans")]
+    in_chans: usize,
+    #[serde(default = "default_post_norm")]
+    post_norm: bool,
+    #[serde(default)]
+    layer_scale: Option<f64>,
+    #[serde(default = "default_drop_path_rate")]
+    drop_path_rate: f64,
+    #[serde(default = "default_mlp_ratio")]
+    mlp_ratio: f64,
+}
+
+impl TryFrom<RawConfig> for VHeatConfig {
+    type Error = String;
+
+    fn try_from(raw: RawConfig) -> std::result::Result<Self, String> {
+        let dims = match raw.dims {
+            Dims::PerStage(d) => d,
+            Dims::First(d) => (0..raw.depths.len())
+                .map(|i| {
+                    u32::try_from(i)
+                        .ok()
+                        .and_then(|i| d.checked_mul(1usize.checked_shl(i)?))
+                        .ok_or_else(|| format!("`dims` {d} doubled {i} times overflows"))
+                })
+                .collect::<std::result::Result<_, _>>()?,
+        };
+        Ok(Self {
+            depths: raw.depths,
+            dims,
+            num_classes: raw.num_classes,
+            img_size: raw.img_size,
+            in_chans: raw.in_chans,
+            post_norm: raw.post_norm,
+            layer_scale: raw.layer_scale,
+            drop_path_rate: raw.drop_path_rate,
+            mlp_ratio: raw.mlp_ratio,
+        })
+    }
+}
 
 impl VHeatConfig {
     /// A configuration with the given stage depths and widths and every other field at its
