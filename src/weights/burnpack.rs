@@ -6,9 +6,8 @@ use std::path::Path;
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
-use super::load::pathbuf;
+use super::load::{pathbuf, to_report};
 use crate::error::{Error, Result};
-use crate::load_report::LoadReport;
 use crate::vheat::{VHeat, VHeatConfig};
 
 impl VHeat {
@@ -41,13 +40,7 @@ impl VHeat {
                 path: pathbuf(path),
                 reason: e.to_string(),
             })?;
-        let report = LoadReport {
-            applied: result.applied,
-            missing: result.missing.into_iter().map(|(p, _)| p).collect(),
-            unused: result.unused,
-            shape_mismatches: Vec::new(),
-            other_errors: result.errors.iter().map(|e| e.to_string()).collect(),
-        };
+        let report = to_report(result);
         if !report.is_clean() {
             return Err(Error::CheckpointMismatch {
                 path: pathbuf(path),

@@ -85,7 +85,8 @@ fn remapper(model: &VHeat, options: &LoadOptions) -> Result<KeyRemapper> {
         .map_err(|e| Error::InvalidConfig(format!("internal key rule failed to compile: {e}")))
 }
 
-fn to_report(result: ApplyResult) -> LoadReport {
+/// Burn's apply result in this crate's report form.
+pub(crate) fn to_report(result: ApplyResult) -> LoadReport {
     let mut report = LoadReport {
         applied: result.applied,
         missing: result.missing.into_iter().map(|(path, _)| path).collect(),
