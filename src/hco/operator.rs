@@ -157,7 +157,7 @@ impl HeatConduction {
         op
     }
 
-    /// The trainable form again, with `to_k` restored from `to_k`.
+    /// The trainable form again: the given `to_k` is put back and the precomputed decay dropped.
     pub fn to_trainable(&self, to_k: Linear) -> HeatConduction {
         let mut op = self.clone();
         op.to_k = Some(to_k);

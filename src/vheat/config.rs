@@ -255,7 +255,7 @@ impl VHeatConfig {
 
     /// Total downsampling factor from image to last stage: 4 (stem) · 2^(stages − 1).
     pub fn total_stride(&self) -> usize {
-        4usize << self.num_stages().saturating_sub(1)
+        super::stem::Stem::total_stride(self.num_stages())
     }
 
     /// The FVE size of each stage, `⌊img_size / 4 / 2^i⌋`, as the reference computes it.

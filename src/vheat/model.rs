@@ -167,6 +167,11 @@ impl VHeat {
         Module::num_params(self)
     }
 
+    /// The device the model's parameters live on.
+    fn device(&self) -> Device {
+        self.devices().into_iter().next().unwrap_or_default()
+    }
+
     /// Number of classifier outputs (0 when headless).
     pub fn num_classes(&self) -> usize {
         self.classifier
@@ -193,7 +198,7 @@ impl VHeat {
     /// Total downsampling factor, 4 · 2^(stages − 1); also the smallest input side accepted by
     /// [`check_input`](Self::check_input).
     pub fn min_input_size(&self) -> usize {
-        4usize << self.layers.len().saturating_sub(1)
+        Stem::total_stride(self.layers.len())
     }
 
     /// The `[H, W]` of every stage's map for an `h × w` input.
@@ -313,7 +318,7 @@ impl VHeat {
                     .into(),
             )
         })?;
-        let device = self.devices().into_iter().next().unwrap_or_default();
+        let device = self.device();
         let mut model = self.clone();
         for (i, stage) in model.layers.iter_mut().enumerate() {
             stage.freq_embed = parts.freq_embed[i].clone().map(|f| f.to_device(&device));
@@ -330,7 +335,7 @@ impl VHeat {
     /// Replaces the classifier's Linear by a fresh one with `num_classes` outputs (0 removes it:
     /// `forward` then returns pooled features). The head's LayerNorm is kept.
     pub fn reset_classifier(&mut self, num_classes: usize) {
-        let device = self.devices().into_iter().next().unwrap_or_default();
+        let device = self.device();
         let dim = self.classifier.norm.gamma.dims()[0];
         self.classifier.fc =
             (num_classes > 0).then(|| crate::init::reference_linear(dim, num_classes, &device));

@@ -63,6 +63,12 @@ impl Stem {
         norm_nchw(&self.norm2, self.conv2.forward(x))
     }
 
+    /// The downsampling factor from image to the last of `num_stages` stages:
+    /// 4 (stem) · 2^(num_stages − 1).
+    pub const fn total_stride(num_stages: usize) -> usize {
+        4usize << num_stages.saturating_sub(1)
+    }
+
     /// Output `[H, W]` for an input of `[h, w]`.
     pub const fn output_size(h: usize, w: usize) -> [usize; 2] {
         [halve(halve(h)), halve(halve(w))]

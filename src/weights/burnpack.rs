@@ -6,7 +6,7 @@ use std::path::Path;
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
-use super::load::{pathbuf, to_report};
+use super::load::to_report;
 use crate::error::{Error, Result};
 use crate::vheat::{VHeat, VHeatConfig};
 
@@ -17,7 +17,7 @@ impl VHeat {
         let mut store = BurnpackStore::from_file(path).overwrite(true);
         self.save_into(&mut store)
             .map_err(|e| Error::CheckpointWrite {
-                path: pathbuf(path),
+                path: path.to_path_buf(),
                 reason: e.to_string(),
             })
     }
@@ -37,13 +37,13 @@ impl VHeat {
         let result = model
             .load_from(&mut store)
             .map_err(|e| Error::CheckpointRead {
-                path: pathbuf(path),
+                path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
         let report = to_report(result);
         if !report.is_clean() {
             return Err(Error::CheckpointMismatch {
-                path: pathbuf(path),
+                path: path.to_path_buf(),
                 report: Box::new(report),
             });
         }

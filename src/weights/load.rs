@@ -1,6 +1,6 @@
 //! Loading reference checkpoints (`.pth`, safetensors) into a [`VHeat`] through burn-store.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use burn::store::{
@@ -265,8 +265,4 @@ impl VHeat {
         load_safetensors_into(&mut model, path, &LoadOptions::strict())?;
         Ok(model)
     }
-}
-
-pub(crate) fn pathbuf(p: &Path) -> PathBuf {
-    p.to_path_buf()
 }
