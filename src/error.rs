@@ -85,6 +85,20 @@ pub enum Error {
         report: Box<crate::load_report::LoadReport>,
     },
 
+    /// A checkpoint holds NaN or infinite values; the load was refused and the model left
+    /// unchanged.
+    #[error(
+        "checkpoint {path} holds non-finite values (NaN or infinity) in {} tensor(s): {}",
+        keys.len(),
+        keys.join(", ")
+    )]
+    NonFiniteWeights {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Every parameter (model naming) with at least one NaN or infinity.
+        keys: Vec<String>,
+    },
+
     /// A checkpoint could not be written.
     #[error("cannot write checkpoint {path}: {reason}")]
     CheckpointWrite {

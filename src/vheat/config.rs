@@ -313,6 +313,38 @@ impl VHeatConfig {
                 return bad(format!("`layer_scale` {s} is not finite"));
             }
         }
+        let bytes = self.parameter_bytes_estimate();
+        if bytes > isize::MAX as f64 {
+            return bad(format!(
+                "the model would need about {bytes:.3e} bytes of parameters, more than any \
+                 machine can address (depths {:?}, dims {:?}, img_size {}, num_classes {}, \
+                 in_chans {})",
+                self.depths, self.dims, self.img_size, self.num_classes, self.in_chans
+            ));
+        }
         Ok(())
+    }
+
+    /// The float32 parameter bytes of the model this configuration builds, computed in `f64`
+    /// (every weight matrix and embedding; biases and norms are negligible) so that an absurd
+    /// configuration (e.g. `depths: [18446744073709551615]`) gives a huge number instead of an
+    /// integer overflow while building.
+    fn parameter_bytes_estimate(&self) -> f64 {
+        let (mut total, n) = (0f64, self.num_stages());
+        let d0 = self.dims[0] as f64;
+        total += 9.0 * self.in_chans as f64 * d0 / 2.0 + 9.0 * d0 / 2.0 * d0;
+        for (i, (&depth, &d)) in self.depths.iter().zip(&self.dims).enumerate() {
+            let d = d as f64;
+            let side = self.img_size as f64 / 4.0 / f64::powi(2.0, i as i32);
+            let hidden = d * self.mlp_ratio;
+            // dwconv, linear C→2C, out_linear, to_k, MLP; plus the stage's FVE.
+            let block = 9.0 * d + 2.0 * d * d + 2.0 * d * d + 2.0 * d * hidden;
+            total += depth as f64 * block + side * side * d;
+            if i + 1 < n {
+                total += 9.0 * d * self.dims[i + 1] as f64;
+            }
+        }
+        total += self.dims[n - 1] as f64 * self.num_classes as f64;
+        4.0 * total
     }
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
-use super::load::to_report;
+use super::guard::{apply_store, Layout};
+use super::load::{apply_checked, check_file, LoadOptions};
 use crate::error::{Error, Result};
 use crate::vheat::{VHeat, VHeatConfig};
 
@@ -31,22 +32,15 @@ impl VHeat {
     ) -> Result<VHeat> {
         let path = path.as_ref();
         let mut model = config.try_init(device)?;
+        check_file(path)?;
         let mut store = BurnpackStore::from_file(path)
             .allow_partial(true)
             .validate(false);
-        let result = model
-            .load_from(&mut store)
-            .map_err(|e| Error::CheckpointRead {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        let report = to_report(result);
-        if !report.is_clean() {
-            return Err(Error::CheckpointMismatch {
-                path: path.to_path_buf(),
-                report: Box::new(report),
-            });
-        }
+        // The same defences as the reference loaders: a reader panic becomes an error, float
+        // tensors are converted to the model's dtype, non-finite weights are refused.
+        apply_checked(&mut model, path, &LoadOptions::strict(), |m| {
+            apply_store(m, &mut store, Layout::Burn)
+        })?;
         Ok(model)
     }
 }

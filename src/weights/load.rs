@@ -3,11 +3,9 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::store::{
-    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
-    SafetensorsStore,
-};
+use burn::store::{ApplyError, ApplyResult, KeyRemapper, PytorchStore, SafetensorsStore};
 
+use super::guard::{apply_store, non_finite_keys, read_tensors, Layout};
 use super::keys::key_rules;
 use crate::error::{Error, Result};
 use crate::load_report::{LoadReport, ShapeMismatch};
@@ -112,8 +110,10 @@ pub(crate) fn to_report(result: ApplyResult) -> LoadReport {
     report
 }
 
-/// Applies `apply` to a clone of `model`, and commits it only if the result is acceptable.
-fn apply_checked(
+/// Applies `apply` to a clone of `model`, and commits it only if the result is acceptable:
+/// nothing mismatched (strictly: nothing missing or unused either) and every loaded tensor
+/// finite.
+pub(crate) fn apply_checked(
     model: &mut VHeat,
     path: &Path,
     options: &LoadOptions,
@@ -139,6 +139,17 @@ fn apply_checked(
             report: Box::new(report),
         });
     }
+    let non_finite =
+        non_finite_keys(&candidate, &report.applied).map_err(|reason| Error::CheckpointRead {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+    if !non_finite.is_empty() {
+        return Err(Error::NonFiniteWeights {
+            path: path.to_path_buf(),
+            keys: non_finite,
+        });
+    }
     *model = candidate;
     Ok(report)
 }
@@ -156,7 +167,8 @@ fn pytorch_store(path: &Path, key: Option<&str>, remap: KeyRemapper) -> PytorchS
         .validate(false)
 }
 
-fn check_file(path: &Path) -> Result<()> {
+/// A readable regular file, or [`Error::CheckpointRead`] naming it.
+pub(crate) fn check_file(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(()),
         Ok(_) => Err(Error::CheckpointRead {
@@ -176,6 +188,12 @@ fn check_file(path: &Path) -> Result<()> {
 /// shape mismatch, and leaves `model` unchanged; lenient mode loads what fits and returns the
 /// report (a shape mismatch is still an error). A model in the inference form loads the
 /// reference's inference checkpoints (`op.k_exp`).
+///
+/// In both modes: f64, f16 and bf16 tensors are converted to the model's float dtype; a tensor
+/// of another kind (integers, quantized) is an error naming the key and its dtype; a loaded
+/// tensor holding NaN or infinity is [`Error::NonFiniteWeights`]; a file that cannot be read
+/// (missing, truncated, corrupt) is [`Error::CheckpointRead`]. On any error `model` is left
+/// unchanged.
 pub fn load_pytorch_into(
     model: &mut VHeat,
     path: impl AsRef<Path>,
@@ -193,10 +211,11 @@ pub fn load_pytorch_into(
     let mut last_error = String::from("no tensors found");
     for key in keys {
         let mut store = pytorch_store(path, key, remap.clone());
-        match burn::store::ModuleStore::keys(&mut store) {
+        // A corrupt file can make the reader panic; `read_tensors` turns that into an error.
+        match read_tensors(&mut store) {
             Ok(k) if !k.is_empty() => {
                 return apply_checked(model, path, options, |m| {
-                    m.load_from(&mut store).map_err(|e| e.to_string())
+                    apply_store(m, &mut store, Layout::PyTorch)
                 });
             }
             Ok(_) => {
@@ -230,14 +249,14 @@ pub fn load_safetensors_into(
     let path = path.as_ref();
     check_file(path)?;
     let remap = remapper(model, options)?;
+    // The PyTorch layout adapter is applied by `apply_store`.
     let mut store = SafetensorsStore::from_file(path)
-        .with_from_adapter(PyTorchToBurnAdapter)
         .remap(remap)
         .map_indices_contiguous(false)
         .allow_partial(true)
         .validate(false);
     apply_checked(model, path, options, |m| {
-        m.load_from(&mut store).map_err(|e| e.to_string())
+        apply_store(m, &mut store, Layout::PyTorch)
     })
 }
 

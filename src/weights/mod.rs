@@ -14,6 +14,7 @@
 //! mapping is in [`key_rules`], one commented rule per difference.
 
 mod burnpack;
+mod guard;
 mod keys;
 mod load;
 
