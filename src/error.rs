@@ -107,6 +107,54 @@ pub enum Error {
         /// The writer's message.
         reason: String,
     },
+
+    /// An image folder holds no class sub-folders (or does not exist, or is not a folder).
+    #[error(
+        "image folder {path} holds no class folders: expected one sub-folder per class, each \
+         holding PNG or JPEG images ({reason})"
+    )]
+    EmptyImageFolder {
+        /// The folder that was opened.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+
+    /// A class sub-folder of an image folder holds no PNG or JPEG image.
+    #[error(
+        "class folder {path} (class {class:?}) holds no PNG or JPEG images \
+         ({ignored} other files ignored)"
+    )]
+    EmptyClassFolder {
+        /// The class name (the sub-folder's name).
+        class: String,
+        /// The class sub-folder.
+        path: PathBuf,
+        /// How many files were there that are not PNG or JPEG images.
+        ignored: usize,
+    },
+
+    /// An image file could not be opened or decoded.
+    #[error("cannot read image {path}: {reason}")]
+    ImageRead {
+        /// The image file.
+        path: PathBuf,
+        /// The decoder's message.
+        reason: String,
+    },
+
+    /// An image file (e.g. a picture an example draws) could not be written.
+    #[error("cannot write image {path}: {reason}")]
+    ImageWrite {
+        /// The destination file.
+        path: PathBuf,
+        /// The encoder's message.
+        reason: String,
+    },
+
+    /// Training stopped on an error (a data-loading failure, a device failure).
+    #[error("training failed: {0}")]
+    Training(String),
 }
 
 /// Shorthand for `Result<T, vheat::Error>`.

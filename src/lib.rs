@@ -10,7 +10,9 @@
 //! - [`heat`]: the DCT bases, the decay base and the 1-D/2-D transforms;
 //! - [`hco`]: the heat-conduction operator and the frequency-value embedding;
 //! - [`vheat`]: stem, heat block, stage, head, the whole model and its configuration;
-//! - [`weights`]: reference checkpoints (`.pth`, safetensors) and Burn's own format.
+//! - [`weights`]: reference checkpoints (`.pth`, safetensors) and Burn's own format;
+//! - [`data`]: the built-in procedural dataset, image folders, timm's preprocessing, pictures;
+//! - [`train`]: training and fine-tuning with burn-train's `Learner` (the reference's recipe).
 //!
 //! Model code has no backend type parameter: a [`burn::prelude::Device`] picks the backend at run
 //! time (`flex` CPU by default; `ndarray`, `wgpu`, `cuda` through Cargo features).
@@ -34,8 +36,10 @@ mod error;
 mod init;
 mod load_report;
 
+pub mod data;
 pub mod hco;
 pub mod heat;
+pub mod train;
 pub mod vheat;
 pub mod weights;
 

@@ -1,0 +1,64 @@
+//! One labelled image ([`ImageItem`]), a batch of them on a device ([`ImageBatch`]), and the
+//! [`ImageBatcher`] that turns the first into the second for Burn's data loaders.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::prelude::*;
+
+/// One labelled image, ready for the network: `channels × height × width` values (already
+/// normalised), row-major per channel, and its class index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageItem {
+    /// The pixel values, `[C, H, W]` flattened.
+    pub pixels: Vec<f32>,
+    /// `[C, H, W]`.
+    pub shape: [usize; 3],
+    /// The class index.
+    pub label: usize,
+}
+
+impl ImageItem {
+    /// The image as a `[1, C, H, W]` tensor on `device`.
+    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
+        let [c, h, w] = self.shape;
+        Tensor::from_data(TensorData::new(self.pixels.clone(), [1, c, h, w]), device)
+    }
+}
+
+/// A batch of images `[B, C, H, W]` and their class indices `[B]`.
+#[derive(Debug, Clone)]
+pub struct ImageBatch {
+    /// The images, NCHW.
+    pub images: Tensor<4>,
+    /// The class index of every image.
+    pub targets: Tensor<1, Int>,
+}
+
+/// Stacks [`ImageItem`]s of one shape into an [`ImageBatch`] on the loader's device.
+///
+/// # Panics
+/// If the items of one batch differ in shape: every dataset of this crate gives items of one
+/// shape (the transforms crop and resize to a fixed size).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImageBatcher;
+
+impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
+    fn batch(&self, items: Vec<ImageItem>, device: &Device) -> ImageBatch {
+        let shape = items.first().map_or([3, 1, 1], |i| i.shape);
+        let [c, h, w] = shape;
+        let mut pixels = Vec::with_capacity(items.len() * c * h * w);
+        let mut labels = Vec::with_capacity(items.len());
+        for item in &items {
+            assert_eq!(
+                item.shape, shape,
+                "ImageBatcher: one batch holds images of two shapes"
+            );
+            pixels.extend_from_slice(&item.pixels);
+            labels.push(item.label as i64);
+        }
+        let n = items.len();
+        ImageBatch {
+            images: Tensor::from_data(TensorData::new(pixels, [n, c, h, w]), device),
+            targets: Tensor::from_data(TensorData::new(labels, [n]), device),
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! A user's image folder as a classification dataset: one sub-folder per class.
+//!
+//! ```text
+//! DIR/cat/001.jpg  DIR/cat/002.png  …
+//! DIR/dog/a.jpeg   …
+//! ```
+//!
+//! or, already split, `DIR/train/<class>/…` and `DIR/val/<class>/…` (ImageNet's layout).
+//! Classes are the sub-folder names in sorted order (as torchvision's `ImageFolder` does).
+//! [`ImageFolder::open`] checks every image's header up front, so an unreadable file is
+//! reported before training starts, not in the middle of an epoch.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::data::dataset::{Dataset, DatasetError};
+
+use super::batch::ImageItem;
+use super::io::{has_image_extension, image_dimensions, load_rgb};
+use super::rng::SplitMix64;
+use super::transform::{EvalTransform, TrainTransform};
+use crate::error::{Error, Result};
+
+/// One image file and its class index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// The image file.
+    pub path: PathBuf,
+    /// Its class index (position of its folder in [`ImageFolder::classes`]).
+    pub label: usize,
+}
+
+/// The images of a folder with one sub-folder per class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFolder {
+    /// The folder that was opened.
+    pub root: PathBuf,
+    /// The class names (sub-folder names), sorted.
+    pub classes: Vec<String>,
+    /// Every image, class by class, each class's files sorted by name.
+    pub samples: Vec<Sample>,
+}
+
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    entries.sort();
+    Ok(entries)
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+impl ImageFolder {
+    /// Lists the classes and images of `root` and checks that every image's header decodes.
+    ///
+    /// Hidden entries (names starting with `.`) are skipped, and so are files that are not
+    /// PNG or JPEG by their extension; files with such an extension must be readable images.
+    ///
+    /// # Errors
+    /// - [`Error::EmptyImageFolder`] if `root` does not exist, is not a folder, or holds no
+    ///   class sub-folder;
+    /// - [`Error::EmptyClassFolder`] if a class sub-folder holds no PNG or JPEG image;
+    /// - [`Error::ImageRead`] naming the first image that cannot be read.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let empty = |reason: String| Error::EmptyImageFolder {
+            path: root.clone(),
+            reason,
+        };
+        if !root.exists() {
+            return Err(empty("it does not exist".into()));
+        }
+        if !root.is_dir() {
+            return Err(empty("it is a file, not a folder".into()));
+        }
+        let entries = sorted_entries(&root).map_err(|e| empty(e.to_string()))?;
+        let class_dirs: Vec<PathBuf> = entries
+            .into_iter()
+            .filter(|p| p.is_dir() && !is_hidden(p))
+            .collect();
+        if class_dirs.is_empty() {
+            return Err(empty("it has no sub-folders".into()));
+        }
+        let mut classes = Vec::with_capacity(class_dirs.len());
+        let mut samples = Vec::new();
+        for (label, dir) in class_dirs.iter().enumerate() {
+            let class = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let files = sorted_entries(dir).map_err(|e| Error::ImageRead {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
+            let mut ignored = 0;
+            let mut count = 0;
+            for file in files {
+                if is_hidden(&file) || !file.is_file() {
+                    continue;
+                }
+                if !has_image_extension(&file) {
+                    ignored += 1;
+                    continue;
+                }
+                image_dimensions(&file)?;
+                samples.push(Sample { path: file, label });
+                count += 1;
+            }
+            if count == 0 {
+                return Err(Error::EmptyClassFolder {
+                    class,
+                    path: dir.clone(),
+                    ignored,
+                });
+            }
+            classes.push(class);
+        }
+        Ok(Self {
+            root,
+            classes,
+            samples,
+        })
+    }
+
+    /// Opens a dataset for training and validation: `root/train` and `root/val` when both
+    /// exist (their class lists must agree), otherwise `root` split class by class, keeping a
+    /// fraction `val_fraction` of each class (at least one image of every class with two or
+    /// more) for validation. The split is a shuffle seeded by `seed`.
+    ///
+    /// # Errors
+    /// Those of [`open`](Self::open); [`Error::InvalidConfig`] for a `val_fraction` outside
+    /// `(0, 1)` or train/val folders whose classes differ.
+    pub fn open_split(
+        root: impl AsRef<Path>,
+        val_fraction: f64,
+        seed: u64,
+    ) -> Result<(ImageFolder, ImageFolder)> {
+        let root = root.as_ref();
+        let (train_dir, val_dir) = (root.join("train"), root.join("val"));
+        if train_dir.is_dir() && val_dir.is_dir() {
+            let train = Self::open(&train_dir)?;
+            let val = Self::open(&val_dir)?;
+            if train.classes != val.classes {
+                return Err(Error::InvalidConfig(format!(
+                    "{} and {} hold different classes: {:?} vs {:?}",
+                    train_dir.display(),
+                    val_dir.display(),
+                    train.classes,
+                    val.classes
+                )));
+            }
+            return Ok((train, val));
+        }
+        Self::open(root)?.split(val_fraction, seed)
+    }
+
+    /// Splits the images class by class: a fraction `val_fraction` of each class (rounded,
+    /// at least one when the class has two or more images) goes to the second folder.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a `val_fraction` outside `(0, 1)`.
+    pub fn split(&self, val_fraction: f64, seed: u64) -> Result<(ImageFolder, ImageFolder)> {
+        if !(val_fraction > 0.0 && val_fraction < 1.0) {
+            return Err(Error::InvalidConfig(format!(
+                "validation fraction {val_fraction} is outside (0, 1)"
+            )));
+        }
+        let mut rng = SplitMix64::new(seed);
+        let (mut train, mut val) = (Vec::new(), Vec::new());
+        for label in 0..self.classes.len() {
+            let mut of_class: Vec<&Sample> =
+                self.samples.iter().filter(|s| s.label == label).collect();
+            rng.shuffle(&mut of_class);
+            let n = of_class.len();
+            let n_val = if n >= 2 {
+                ((n as f64 * val_fraction).round() as usize).clamp(1, n - 1)
+            } else {
+                0
+            };
+            val.extend(of_class[..n_val].iter().map(|s| (*s).clone()));
+            train.extend(of_class[n_val..].iter().map(|s| (*s).clone()));
+        }
+        let sort = |v: &mut Vec<Sample>| v.sort_by(|a, b| a.path.cmp(&b.path));
+        sort(&mut train);
+        sort(&mut val);
+        let part = |samples| ImageFolder {
+            root: self.root.clone(),
+            classes: self.classes.clone(),
+            samples,
+        };
+        Ok((part(train), part(val)))
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True when there are no images (never for a folder made by [`open`](Self::open)).
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The images as a training dataset: decoded on demand, augmented by `transform`.
+    pub fn train_dataset(&self, transform: TrainTransform, seed: u64) -> FolderDataset {
+        FolderDataset {
+            samples: self.samples.clone(),
+            transform: Transform::Train(transform),
+            seed,
+            draws: std::sync::Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The images as an evaluation dataset: decoded on demand, resized and centre-cropped by
+    /// `transform`.
+    pub fn eval_dataset(&self, transform: EvalTransform) -> FolderDataset {
+        FolderDataset {
+            samples: self.samples.clone(),
+            transform: Transform::Eval(transform),
+            seed: 0,
+            draws: std::sync::Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// How a [`FolderDataset`] turns a decoded image into the network's input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transform {
+    /// Random resized crop and flip (a new draw every time an image is read).
+    Train(TrainTransform),
+    /// Deterministic resize and centre crop.
+    Eval(EvalTransform),
+}
+
+/// Image files decoded and transformed when read, for Burn's data loaders.
+///
+/// A file that fails to decode (e.g. truncated after [`ImageFolder::open`] checked its header)
+/// gives a [`DatasetError`] wrapping [`Error::ImageRead`], which stops training with that
+/// message.
+#[derive(Debug, Clone)]
+pub struct FolderDataset {
+    samples: Vec<Sample>,
+    transform: Transform,
+    seed: u64,
+    /// How many images were read so far: mixed into the augmentation's random stream so that
+    /// every epoch sees new crops.
+    draws: std::sync::Arc<AtomicU64>,
+}
+
+impl FolderDataset {
+    /// Reads, decodes and transforms image `index`.
+    ///
+    /// # Errors
+    /// [`Error::ImageRead`] naming the file; [`Error::InvalidInput`] for an index past the end.
+    pub fn load(&self, index: usize) -> Result<ImageItem> {
+        let sample = self.samples.get(index).ok_or_else(|| Error::InvalidInput {
+            what: "image folder index".into(),
+            expected: format!("an index below {}", self.samples.len()),
+            found: index.to_string(),
+        })?;
+        let img = load_rgb(&sample.path)?;
+        let (pixels, size) = match &self.transform {
+            Transform::Train(t) => {
+                let draw = self.draws.fetch_add(1, Ordering::Relaxed);
+                let mut rng = SplitMix64::for_item(self.seed ^ draw.rotate_left(32), index as u64);
+                (t.apply(&img, &mut rng), t.size as usize)
+            }
+            Transform::Eval(t) => (t.apply(&img), t.size as usize),
+        };
+        Ok(ImageItem {
+            pixels,
+            shape: [3, size, size],
+            label: sample.label,
+        })
+    }
+
+    /// The samples, in order.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+}
+
+impl Dataset<ImageItem> for FolderDataset {
+    fn get(&self, index: usize) -> std::result::Result<ImageItem, DatasetError> {
+        self.load(index).map_err(DatasetError::new)
+    }
+
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+}

@@ -1,0 +1,51 @@
+//! `data` — images in, batches out: the built-in procedural dataset, a user's image folder,
+//! the training and evaluation transforms, and image reading and writing.
+//!
+//! - [`SyntheticShapes`]: shapes, counts and stripes drawn on the fly (no download), the
+//!   dataset of the crate's main example;
+//! - [`ImageFolder`]: one sub-folder per class, split into training and validation, read as
+//!   a [`FolderDataset`];
+//! - [`EvalTransform`] (timm's and the reference's evaluation preprocessing, bit-exact with
+//!   Pillow's bicubic resize) and [`TrainTransform`] (random resized crop and flip);
+//! - [`ImageItem`], [`ImageBatch`] and [`ImageBatcher`] for Burn's data loaders;
+//! - [`load_rgb`], [`save_png`], [`heat_map`]: image files and pictures;
+//! - [`imagenet_classes`]: the 1000 ImageNet-1k class names, for the reference checkpoints.
+//!
+//! ```
+//! use burn::data::dataset::Dataset;
+//! use vheat::data::{ShapesConfig, SyntheticShapes};
+//!
+//! let shapes = SyntheticShapes::new(ShapesConfig::new(32, 100, 7)).unwrap();
+//! let item = shapes.get(3).unwrap();
+//! assert_eq!(item.shape, [3, 32, 32]);
+//! assert_eq!(SyntheticShapes::class_names()[item.label], "triangle");
+//! ```
+
+mod batch;
+mod folder;
+mod io;
+mod rng;
+mod synthetic;
+mod transform;
+
+pub use batch::{ImageBatch, ImageBatcher, ImageItem};
+pub use folder::{FolderDataset, ImageFolder, Sample, Transform};
+pub use io::{
+    has_image_extension, heat_colour, heat_map, hstack, image_dimensions, load_rgb, save_png,
+    vstack, IMAGE_EXTENSIONS,
+};
+pub use rng::SplitMix64;
+pub use synthetic::{ShapesConfig, SyntheticShapes, SHAPE_CLASSES};
+pub use transform::{
+    normalize_rgb, normalize_rgb8, resize_bicubic_pil, short_side_size, EvalTransform,
+    TrainTransform, IMAGENET_MEAN, IMAGENET_STD,
+};
+
+/// The 1000 ImageNet-1k class names in the order of the reference's classifier outputs (the
+/// standard class-index order), e.g. `imagenet_classes()[281] == "tabby"`.
+///
+/// The list is the widely used one from `pytorch/hub`'s `imagenet_classes.txt` (one name per
+/// line; WordNet synonyms shortened to the first).
+pub fn imagenet_classes() -> Vec<&'static str> {
+    include_str!("imagenet_classes.txt").lines().collect()
+}

@@ -1,0 +1,304 @@
+//! [`fit`]: trains a [`VHeat`] with burn-train's `Learner` on one or several devices.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::prelude::*;
+use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
+use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining};
+use serde::{Deserialize, Serialize};
+
+use super::classifier::ImageClassifier;
+use super::optim::adamw_for;
+use super::progress::{EpochRecord, ProgressPrinter};
+use super::schedule::WarmupCosineLr;
+use crate::data::{ImageBatcher, ImageItem};
+use crate::error::{Error, Result};
+use crate::vheat::VHeat;
+
+/// The optimisation recipe. The defaults are the reference's ImageNet recipe
+/// (`classification/utils/config.py` and `configs/vHeat/*.yaml`) scaled to a short run:
+/// AdamW (β 0.9/0.999, ε 1e-8), weight decay 0.05 on weights only, linear warm-up then cosine,
+/// label smoothing 0.1, gradient clipping at global norm 5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingConfig {
+    /// Number of passes over the training set.
+    pub epochs: usize,
+    /// Images per optimizer step (split across devices in multi-device training).
+    pub batch_size: usize,
+    /// Peak learning rate, reached at the end of the warm-up (reference: 5e-4 per 512 images).
+    pub lr: f64,
+    /// Learning rate at the end of the cosine (reference: 5e-6).
+    pub min_lr: f64,
+    /// Learning rate at the first step of the warm-up (reference: 5e-7).
+    pub warmup_lr: f64,
+    /// Length of the warm-up in epochs (may be fractional; reference: 20 of 300).
+    pub warmup_epochs: f64,
+    /// Decoupled weight decay of the decayed group (reference: 0.05; vHeat-T: 0.08).
+    pub weight_decay: f64,
+    /// Also decay the frequency-value embeddings (see [`super::DecayGroups`]).
+    pub decay_fve: bool,
+    /// Label smoothing of the training loss (reference: 0.1).
+    pub label_smoothing: f64,
+    /// Global gradient-norm bound; `None` for no clipping (reference: 5.0).
+    pub clip_grad: Option<f64>,
+    /// Background threads that decode and augment images (0 = in the training thread).
+    pub num_workers: usize,
+    /// Seed of the data order and of the stochastic-depth masks.
+    pub seed: u64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 64,
+            lr: 1e-3,
+            min_lr: 1e-5,
+            warmup_lr: 1e-6,
+            warmup_epochs: 1.0,
+            weight_decay: 0.05,
+            decay_fve: false,
+            label_smoothing: 0.1,
+            clip_grad: Some(5.0),
+            num_workers: 1,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// Checks the numbers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the bad field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        if self.epochs == 0 {
+            return bad("`epochs` is 0".into());
+        }
+        if self.batch_size == 0 {
+            return bad("`batch_size` is 0".into());
+        }
+        for (name, v) in [
+            ("lr", self.lr),
+            ("min_lr", self.min_lr),
+            ("warmup_lr", self.warmup_lr),
+            ("weight_decay", self.weight_decay),
+            ("warmup_epochs", self.warmup_epochs),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return bad(format!("`{name}` {v} must be a finite number >= 0"));
+            }
+        }
+        if self.lr <= 0.0 {
+            return bad("`lr` must be > 0".into());
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "`label_smoothing` {} is outside [0, 1)",
+                self.label_smoothing
+            ));
+        }
+        if let Some(c) = self.clip_grad {
+            if !c.is_finite() || c <= 0.0 {
+                return bad(format!("`clip_grad` {c} must be > 0 (or absent)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where and how [`fit`] runs.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// Folder of the run: burn-train's logs and the per-epoch checkpoints
+    /// (`checkpoint/{model,optim,scheduler}-EPOCH.bpk`) go here.
+    pub artifact_dir: PathBuf,
+    /// The devices: one for ordinary training, several for data-parallel training (Burn's
+    /// multi-device strategy: each device computes the gradients of its share of the batches,
+    /// the first device sums them and steps the optimizer).
+    pub devices: Vec<Device>,
+    /// Continue from the newest complete checkpoint in `artifact_dir`, if there is one.
+    pub resume: bool,
+    /// How often the progress line is printed.
+    pub progress_interval: Duration,
+}
+
+impl FitOptions {
+    /// One device, artefacts in `artifact_dir`, no resume, progress every 2 s.
+    pub fn new(artifact_dir: impl Into<PathBuf>, device: Device) -> Self {
+        Self {
+            artifact_dir: artifact_dir.into(),
+            devices: vec![device],
+            resume: false,
+            progress_interval: Duration::from_secs(2),
+        }
+    }
+
+    /// Trains on these devices (data parallel when more than one).
+    pub fn with_devices(mut self, devices: Vec<Device>) -> Self {
+        self.devices = devices;
+        self
+    }
+
+    /// Resumes from the newest checkpoint of the artefact folder.
+    pub fn with_resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Sets the progress interval.
+    pub fn with_progress_interval(mut self, interval: Duration) -> Self {
+        self.progress_interval = interval;
+        self
+    }
+}
+
+/// What [`fit`] returns.
+#[derive(Debug)]
+pub struct FitReport {
+    /// The trained model (weights of the last epoch), without autodiff, in evaluation mode.
+    pub model: VHeat,
+    /// The metrics of every epoch that ran (this run only, when resuming).
+    pub epochs: Vec<EpochRecord>,
+    /// The epoch training resumed after (0 for a fresh run).
+    pub resumed_from: usize,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+impl FitReport {
+    /// The validation accuracy of the last epoch, in percent.
+    pub fn final_accuracy(&self) -> Option<f64> {
+        self.epochs.last().and_then(|e| e.valid_accuracy)
+    }
+}
+
+/// The newest epoch whose model, optimizer and scheduler checkpoints all exist in
+/// `artifact_dir/checkpoint`.
+pub fn latest_checkpoint(artifact_dir: &Path) -> Option<usize> {
+    let dir = artifact_dir.join("checkpoint");
+    let entries = std::fs::read_dir(&dir).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse::<usize>()
+                .ok()
+        })
+        .filter(|epoch| {
+            ["optim", "scheduler"]
+                .iter()
+                .all(|k| dir.join(format!("{k}-{epoch}.bpk")).is_file())
+        })
+        .max()
+}
+
+/// Trains `model` on `train` and validates it after every epoch on `valid`, with burn-train's
+/// [`Learner`]: AdamW with the reference's weight-decay groups, [`WarmupCosineLr`] stepped every
+/// iteration, label-smoothed cross-entropy, global-norm gradient clipping, stochastic depth
+/// (active in training only), a [`ProgressPrinter`], and checkpoints of the model, optimizer and
+/// scheduler after every epoch in `options.artifact_dir/checkpoint` (the last two and the one
+/// with the best validation loss are kept).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for a bad recipe or no device; [`Error::Training`] if training
+/// stopped on an error (e.g. an image that failed to decode mid-epoch).
+pub fn fit<DT, DV>(
+    model: VHeat,
+    train: DT,
+    valid: DV,
+    config: &TrainingConfig,
+    options: &FitOptions,
+) -> Result<FitReport>
+where
+    DT: Dataset<ImageItem> + 'static,
+    DV: Dataset<ImageItem> + 'static,
+{
+    config.validate()?;
+    let main = options
+        .devices
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::InvalidConfig("no training device given".into()))?;
+    if train.is_empty() || valid.is_empty() {
+        return Err(Error::InvalidConfig(format!(
+            "empty dataset: {} training and {} validation images",
+            train.len(),
+            valid.len()
+        )));
+    }
+    let steps_per_epoch = train.len().div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
+    let warmup_steps = (config.warmup_epochs * steps_per_epoch as f64).round() as usize;
+
+    let classifier = ImageClassifier::new(
+        model.fork(&main.clone().autodiff()).train(),
+        config.label_smoothing,
+        config.clip_grad,
+    );
+    let optim = adamw_for(&classifier, config.weight_decay, config.decay_fve);
+    let schedule = WarmupCosineLr::new(
+        config.lr,
+        config.min_lr,
+        config.warmup_lr,
+        warmup_steps,
+        total_steps,
+    );
+    let learner = Learner::new(classifier, optim, schedule);
+
+    let loader = |shuffle: Option<u64>| {
+        let b = DataLoaderBuilder::new(ImageBatcher)
+            .batch_size(config.batch_size)
+            .num_workers(config.num_workers)
+            .set_device(main.clone());
+        match shuffle {
+            Some(seed) => b.shuffle(seed),
+            None => b,
+        }
+    };
+    let train_loader = loader(Some(config.seed)).build(train);
+    let valid_loader = loader(None).build(valid);
+
+    let printer = ProgressPrinter::new(options.progress_interval);
+    let history = printer.history();
+    let strategy = if options.devices.len() > 1 {
+        ExecutionStrategy::multi(options.devices.clone(), MultiDeviceOptim::OptimMainDevice)
+    } else {
+        ExecutionStrategy::single(main.clone())
+    };
+    let mut training = SupervisedTraining::new(&options.artifact_dir, train_loader, valid_loader)
+        .metric_train_numeric(LearningRateMetric::new())
+        .metrics((LossMetric::new(), AccuracyMetric::new()))
+        .with_training_strategy(strategy.into())
+        .with_default_checkpointers()
+        .renderer(Box::new(printer))
+        .num_epochs(config.epochs);
+    let mut resumed_from = 0;
+    if options.resume {
+        if let Some(epoch) = latest_checkpoint(&options.artifact_dir) {
+            resumed_from = epoch;
+            training = training.checkpoint(epoch);
+        }
+    }
+    main.seed(config.seed);
+    let start = Instant::now();
+    let result = training.launch(learner);
+    let elapsed = start.elapsed();
+    if let Some(e) = result.error {
+        return Err(Error::Training(e.to_string()));
+    }
+    let epochs = history.lock().map(|h| h.clone()).unwrap_or_default();
+    Ok(FitReport {
+        model: result.model.model.valid(),
+        epochs,
+        resumed_from,
+        elapsed,
+    })
+}
