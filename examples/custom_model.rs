@@ -7,11 +7,11 @@
 //! cargo run --release --example custom_model -- --width 48 --depth 3 --fve 6 --size 48 --steps 40
 //! ```
 //!
-//! Everything vHeat-specific comes from the crate: [`HeatBlockConfig`] (heat-conduction operator
-//! + MLP in residual branches), [`FrequencyEmbeddingConfig`] (resized bicubically when the map
-//! differs from the FVE), and the training pieces of [`vheat::train`] (AdamW with the
-//! reference's decay groups, warm-up + cosine, label smoothing, the progress printer). The stem,
-//! the head and the model struct are ordinary Burn code.
+//! Everything vHeat-specific comes from the crate: [`HeatBlockConfig`] (the heat-conduction
+//! operator and an MLP in residual branches), [`FrequencyEmbeddingConfig`] (resized
+//! bicubically when the map differs from the FVE), and the training pieces of [`vheat::train`]
+//! (AdamW with the reference's decay groups, warm-up and cosine, label smoothing, the progress
+//! printer). The stem, the head and the model struct are ordinary Burn code.
 
 use std::process::ExitCode;
 
@@ -103,7 +103,7 @@ impl InferenceStep for TinyHeatNet {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (mut width, mut depth, mut fve, mut size, mut steps) =
-        (32usize, 2usize, 8usize, 32usize, 30usize);
+        (32usize, 2usize, 8usize, 32usize, 200usize);
     let mut backend = "flex".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {

@@ -10,7 +10,8 @@
 //!
 //! `y_centre` is the sum over channels of the centre pixel of the last stage's output map
 //! (before the head), as in the paper's analysis; the input is `--size` pixels square (default:
-//! 4× the training size, the FVEs resized bicubically), the images come from the built-in
+//! about 4× the training size with an odd last-stage map, e.g. 160 for 32-pixel training; the
+//! FVEs are resized bicubically), `--images` (64) images come from the built-in
 //! dataset, and the gradient is averaged over them and over the colour channels. The map is
 //! shown as `log10(1 + 1000·g / max g)` so that the faint far field is visible; the printed
 //! numbers are on the raw gradients.
@@ -37,7 +38,7 @@ fn parse_args() -> Result<Args, String> {
         checkpoint: PathBuf::from("artifacts/train/model.bpk"),
         out: PathBuf::from("docs/img/erf.png"),
         size: None,
-        images: 16,
+        images: 64,
         backend: "flex".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -60,9 +61,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// `mean |∂ y_centre / ∂ x|` over the batch and the colour channels, `[size, size]` row-major.
-fn erf(model: &VHeat, images: &Tensor<4>, device: &Device) -> Vec<f32> {
-    let ad = device.clone().autodiff();
-    let x = images.clone().to_device(&ad).require_grad();
+fn erf(model: &VHeat, images: &Tensor<4>) -> Vec<f32> {
+    let x = images.clone().autodiff().require_grad();
     let (_, stages) = model.forward_stages(x.clone());
     let last = stages
         .last()
@@ -80,6 +80,24 @@ fn erf(model: &VHeat, images: &Tensor<4>, device: &Device) -> Vec<f32> {
         .convert::<f32>()
         .try_to_vec::<f32>()
         .unwrap_or_default()
+}
+
+/// The mean conductivity `k = ReLU(to_k(FVE))` of each stage's blocks: how far heat spreads.
+fn mean_conductivity(model: &VHeat) -> Vec<f32> {
+    model
+        .layers
+        .iter()
+        .map(|stage| {
+            let [h, w, _] = stage.freq_embed.as_ref().map_or([1, 1, 1], |f| f.dims());
+            let ks: Vec<f32> = stage
+                .blocks
+                .iter()
+                .filter_map(|b| b.op.conductivity(stage.fve_at(h, w)?))
+                .map(|k| k.mean().into_scalar::<f32>())
+                .collect();
+            ks.iter().sum::<f32>() / ks.len().max(1) as f32
+        })
+        .collect()
 }
 
 /// The share of the total gradient inside the central square of side `frac · size`, and the
@@ -120,7 +138,11 @@ fn run(args: Args) -> vheat::Result<()> {
     // Evaluation mode: stochastic depth off (the input will be on an autodiff device).
     let trained = trained.valid();
     let random = meta.config.init_seeded(&device, 1)?.valid();
-    let size = args.size.unwrap_or(meta.image_size * 4);
+    // Default: about 4× the training size, with an odd last-stage map so that it has a centre.
+    let stride = meta.config.total_stride();
+    let size = args
+        .size
+        .unwrap_or(stride * (2 * (2 * meta.image_size / stride).max(1) + 1));
     trained.check_input(&[1, 3, size, size])?;
 
     let shapes = SyntheticShapes::new(ShapesConfig::new(size, args.images, 0xE4F))?;
@@ -130,7 +152,7 @@ fn run(args: Args) -> vheat::Result<()> {
     let images = Tensor::cat(items, 0);
 
     let maps = [("random", &random), ("trained", &trained)].map(|(name, model)| {
-        let map = erf(model, &images, &device);
+        let map = erf(model, &images);
         let (q, h, above) = spread(&map, size);
         println!(
             "{name:>8}: {:.1} % of the gradient within the central quarter, {:.1} % within the \
@@ -139,9 +161,14 @@ fn run(args: Args) -> vheat::Result<()> {
             100.0 * h,
             100.0 * above
         );
+        let k: Vec<String> = mean_conductivity(model)
+            .iter()
+            .map(|k| format!("{k:.3}"))
+            .collect();
+        println!("{name:>8}: mean conductivity k per stage [{}]", k.join(", "));
         map
     });
-    let scale = (256 / size).max(1) as u32;
+    let scale = (320 / size).max(1) as u32;
     let tiles: Vec<image::RgbImage> = maps
         .iter()
         .map(|m| heat_map(&display(m), size, size, 0.0, 3.0, scale))

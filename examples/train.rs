@@ -27,7 +27,7 @@
 //! --val-fraction F    share of each class kept for validation when DIR is not pre-split (0.2)
 //! --from PATH         start from our checkpoint (NAME.bpk + NAME.json) or a reference .pth
 //! --config NAME|FILE  the configuration of a .pth: tiny, small, base, or a JSON file
-//! --samples PATH      also write a PNG grid of training images
+//! --samples PATH      write a PNG grid of training images (two of each class) and exit
 //! ```
 
 use std::path::PathBuf;
@@ -265,7 +265,7 @@ fn run(args: Args) -> vheat::Result<()> {
             args.seed.wrapping_add(1_000_003),
         ))?;
         if let Some(path) = &args.samples {
-            write_samples(&train, path)?;
+            return write_samples(&train, path);
         }
         let config = small_config(size, SyntheticShapes::num_classes());
         let model = config.init_seeded(&device, args.seed)?;

@@ -61,7 +61,7 @@ impl ShapesConfig {
     }
 }
 
-/// The built-in procedural dataset (see the [module docs](self)): sample `i` has label
+/// The built-in procedural dataset, drawn on the fly from `(seed, index)`: sample `i` has label
 /// `i mod 8` ([`SHAPE_CLASSES`]), so every class is equally frequent, and is normalised with
 /// the ImageNet mean and standard deviation, like every other image this crate loads.
 #[derive(Debug, Clone)]

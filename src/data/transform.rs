@@ -202,9 +202,9 @@ pub fn short_side_size(width: u32, height: u32, size: u32) -> (u32, u32) {
 fn centre_offset(size: u32, crop: u32) -> u32 {
     let d = size.saturating_sub(crop);
     let half = d / 2;
-    if d % 2 == 0 {
+    if d.is_multiple_of(2) {
         half
-    } else if half % 2 == 0 {
+    } else if half.is_multiple_of(2) {
         // x.5 with an even integer part rounds down
         half
     } else {

@@ -138,12 +138,16 @@ impl ProgressPrinter {
     }
 
     /// Whether to print now: on a terminal every `interval`; otherwise (a log, CI) at most
-    /// once per quarter of a split and no more often than `interval`, so that logs stay short.
+    /// once per quarter of a training epoch and no more often than `interval`, so that logs stay
+    /// short.
     fn due(&mut self, done: usize) -> bool {
         if self.last_print.elapsed() < self.interval {
             return false;
         }
         if !self.tty {
+            if self.split != "train" {
+                return false;
+            }
             let quarter = |n: usize| n * 4 / self.split_total.max(1);
             if quarter(done) == self.last_quarter || done >= self.split_total {
                 return false;
@@ -164,11 +168,9 @@ impl ProgressPrinter {
     fn progress_line(&mut self, done: usize) {
         let width = self.total_epochs.to_string().len();
         let bar_len = 20;
-        let filled = if self.split_total > 0 {
-            (done * bar_len / self.split_total).min(bar_len)
-        } else {
-            0
-        };
+        let filled = (done * bar_len)
+            .checked_div(self.split_total)
+            .map_or(0, |f| f.min(bar_len));
         let bar: String = "#".repeat(filled) + &"-".repeat(bar_len - filled);
         let r = if self.split == "train" {
             &self.train
