@@ -53,14 +53,14 @@ per_backend! {
         let ad = d.clone().autodiff();
         let model = tiny_config().init_seeded(&ad, 7).unwrap();
         let mut classifier = ImageClassifier::new(model, 0.1, Some(5.0));
-        let batch = synthetic_batch(32, 3, &ad);
-        let before = loss_of(&classifier.model.valid(), &synthetic_batch(32, 3, d));
+        let batch = synthetic_batch(16, 3, &ad);
+        let before = loss_of(&classifier.model.valid(), &synthetic_batch(16, 3, d));
         let mut optim = adamw_for(&classifier, 0.05, false);
-        for _ in 0..12 {
+        for _ in 0..6 {
             let (grads, _) = classifier.gradients(batch.clone());
             classifier = optim.step(2e-3, classifier, grads);
         }
-        let after = loss_of(&classifier.model.valid(), &synthetic_batch(32, 3, d));
+        let after = loss_of(&classifier.model.valid(), &synthetic_batch(16, 3, d));
         println!("loss {before:.4} -> {after:.4}");
         assert!(before.is_finite() && after.is_finite());
         assert!(after < 0.8 * before, "loss {before} -> {after}");
