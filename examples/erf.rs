@@ -165,7 +165,10 @@ fn run(args: Args) -> vheat::Result<()> {
             .iter()
             .map(|k| format!("{k:.3}"))
             .collect();
-        println!("{name:>8}: mean conductivity k per stage [{}]", k.join(", "));
+        println!(
+            "{name:>8}: mean conductivity k per stage [{}]",
+            k.join(", ")
+        );
         map
     });
     let scale = (320 / size).max(1) as u32;

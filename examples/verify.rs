@@ -6,7 +6,8 @@
 //! the trainable and the inference form.
 //!
 //! ```text
-//! cargo run --release --example verify
+//! cargo run --release --example verify                          # flex CPU
+//! cargo run --release --features wgpu --example verify -- --backend wgpu
 //! ```
 
 use std::collections::HashMap;
@@ -55,7 +56,17 @@ fn config_of(json: &Path) -> Result<VHeatConfig, Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let device = Device::default();
+    // `--backend flex|ndarray|wgpu|cuda` (default flex).
+    let args: Vec<String> = std::env::args().collect();
+    let backend = match args.iter().position(|a| a == "--backend") {
+        Some(i) => args
+            .get(i + 1)
+            .ok_or("--backend needs a value: flex, ndarray, wgpu or cuda")?
+            .clone(),
+        None => "flex".to_string(),
+    };
+    let device = vheat::device_from_name(&backend)?;
+    vheat::probe_device(&device)?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     println!("device: {device:?}");
     println!("\n== parity with the PyTorch reference (max |difference|) ==");

@@ -65,6 +65,19 @@ pub enum Error {
     #[error("cannot change model form: {0}")]
     Form(String),
 
+    /// A stage selection (`forward_intermediates` indices, output-norm stages) that the model
+    /// cannot satisfy: an index out of range, a count of stages it does not have, an empty list,
+    /// or a stage without the output norm that was required.
+    #[error("invalid stage selection {requested} for a model with {stages} stages: {reason}")]
+    StageSelection {
+        /// The selection as it was asked for.
+        requested: String,
+        /// Number of stages of the model.
+        stages: usize,
+        /// What does not fit.
+        reason: String,
+    },
+
     /// A checkpoint file could not be opened or decoded.
     #[error("cannot read checkpoint {path}: {reason}")]
     CheckpointRead {
@@ -97,6 +110,38 @@ pub enum Error {
         path: PathBuf,
         /// Every parameter (model naming) with at least one NaN or infinity.
         keys: Vec<String>,
+    },
+
+    /// A backend name that this crate does not know.
+    #[error("unknown backend {name:?}: expected one of {known}")]
+    UnknownBackend {
+        /// The name that was asked for.
+        name: String,
+        /// The names this crate knows.
+        known: String,
+    },
+
+    /// A backend this crate knows but that this build does not include.
+    #[error(
+        "backend {name:?} is not compiled into this build: enable the `{feature}` Cargo feature \
+         of vheat (compiled here: {compiled})"
+    )]
+    BackendNotCompiled {
+        /// The name that was asked for.
+        name: String,
+        /// The Cargo feature that provides it.
+        feature: String,
+        /// The backends this build has.
+        compiled: String,
+    },
+
+    /// A backend that is compiled in but could not start on this machine (no adapter, no driver).
+    #[error("backend {name:?} is compiled in but cannot run here: {reason}")]
+    BackendUnavailable {
+        /// The name that was asked for.
+        name: String,
+        /// What the backend reported.
+        reason: String,
     },
 
     /// A checkpoint could not be written.

@@ -11,8 +11,10 @@
 //! - [`hco`]: the heat-conduction operator and the frequency-value embedding;
 //! - [`vheat`]: stem, heat block, stage, head, the whole model and its configuration;
 //! - [`weights`]: reference checkpoints (`.pth`, safetensors) and Burn's own format;
+//! - [`dense`]: dense prediction on the backbone: an FPN segmentation head, mIoU, synthetic data;
 //! - [`data`]: the built-in procedural dataset, image folders, timm's preprocessing, pictures;
-//! - [`train`]: training and fine-tuning with burn-train's `Learner` (the reference's recipe).
+//! - [`train`]: training and fine-tuning with burn-train's `Learner` (the reference's recipe);
+//! - [`device`]: a backend chosen by name at run time ([`device_from_name`]).
 //!
 //! Model code has no backend type parameter: a [`burn::prelude::Device`] picks the backend at run
 //! time (`flex` CPU by default; `ndarray`, `wgpu`, `cuda` through Cargo features).
@@ -37,15 +39,19 @@ mod init;
 mod load_report;
 
 pub mod data;
+pub mod dense;
+pub mod device;
 pub mod hco;
 pub mod heat;
 pub mod train;
 pub mod vheat;
 pub mod weights;
 
+pub use device::{compiled_backends, device_from_name, probe_device, KNOWN_BACKENDS};
 pub use error::{Error, Result};
 pub use hco::{FrequencyEmbedding, FrequencyEmbeddingConfig, HeatConduction, HeatConductionConfig};
 pub use load_report::LoadReport;
 pub use vheat::{
-    Downsample, DropPath, Head, HeatBlock, HeatBlockConfig, Stage, Stem, VHeat, VHeatConfig,
+    Downsample, DropPath, FeatureInfo, Head, HeatBlock, HeatBlockConfig, Indices, OutputNorm,
+    Stage, Stem, VHeat, VHeatConfig,
 };

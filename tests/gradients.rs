@@ -1,6 +1,7 @@
 //! One training step against the reference: the loss, ∂loss/∂input and ∂loss/∂parameter for
 //! every parameter (FVE, `to_k`, the DCT path included) of `micro_tiny` and `micro_base`.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -18,6 +19,22 @@ use vheat::VHeat;
 /// significant digits while allowing for float32 accumulation over up to a few thousand terms.
 const GRAD_ATOL: f32 = 1e-4;
 const GRAD_RTOL: f32 = 1e-3;
+
+/// The gradient tolerance on `device`: [`GRAD_ATOL`]/[`GRAD_RTOL`] on the CPU backends.
+///
+/// On wgpu the tests run on Mesa's lavapipe (LLVM-compiled shaders on the CPU): its kernels sum
+/// in workgroup trees, fuse multiply-adds and use approximate `exp`/`erf`, and the backward
+/// reductions over up to 2×32×32 positions then differ from PyTorch by up to 1.3e-3 absolute
+/// (measured: the largest is the gradient of a downsampling LayerNorm's bias, 1.26e-3, at
+/// values of order 0.05; the forward logits stay within 1e-5). We allow 2e-3 + 1e-2·|ref|
+/// there: still three significant digits on the O(1) gradients, ten times looser than on flex.
+fn grad_tolerance(device: &Device) -> (f32, f32) {
+    if format!("{device:?}").contains("Wgpu") {
+        (2e-3, 1e-2)
+    } else {
+        (GRAD_ATOL, GRAD_RTOL)
+    }
+}
 
 /// Tensors by name: (shape, values).
 type NamedTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
@@ -43,8 +60,9 @@ fn gradients_by_name(model: &VHeat, grads: &Gradients) -> (NamedTensors, usize) 
     (out, mapper.missing)
 }
 
-fn check_training_step(name: &str) {
-    let d = device().autodiff();
+fn check_training_step(name: &str, device: &Device) {
+    let d = device.clone().autodiff();
+    let (grad_atol, grad_rtol) = grad_tolerance(device);
     let config = fixture_config(&format!("{name}_grads.json"));
     let fx = Tensors::open(&format!("{name}_grads.grads.safetensors"));
     let model = VHeat::load_pytorch(fixture(&format!("{name}.pth")), &config, &d).unwrap();
@@ -79,8 +97,8 @@ fn check_training_step(name: &str) {
         &g_input.dims(),
         gvals,
         gshape,
-        GRAD_ATOL,
-        GRAD_RTOL,
+        grad_atol,
+        grad_rtol,
     );
 
     let (ours, missing) = gradients_by_name(&model, &grads);
@@ -108,8 +126,8 @@ fn check_training_step(name: &str) {
             shape,
             evals,
             eshape,
-            GRAD_ATOL,
-            GRAD_RTOL,
+            grad_atol,
+            grad_rtol,
         );
         checked += 1;
     }
@@ -128,12 +146,14 @@ fn check_training_step(name: &str) {
     );
 }
 
-#[test]
-fn micro_tiny_training_step_matches_reference() {
-    check_training_step("micro_tiny");
+per_backend! {
+fn micro_tiny_training_step_matches_reference(d) {
+    check_training_step("micro_tiny", d);
+}
 }
 
-#[test]
-fn micro_base_training_step_matches_reference() {
-    check_training_step("micro_base");
+per_backend! {
+fn micro_base_training_step_matches_reference(d) {
+    check_training_step("micro_base", d);
+}
 }

@@ -3,6 +3,7 @@
 //! the operator: the inference form, the channels-last entry point, `k = 0`, and conservation of
 //! the channel mean by the diffusion.
 
+#[macro_use]
 mod common;
 
 use burn::module::Param;
@@ -50,9 +51,9 @@ fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
-#[test]
-fn fixture_parameters_load_completely() {
-    let (op, result) = load_op(&device());
+per_backend! {
+fn fixture_parameters_load_completely(d) {
+    let (op, result) = load_op(d);
     println!("{result}");
     assert!(result.missing.is_empty(), "missing: {:?}", result.missing);
     assert!(result.errors.is_empty(), "errors: {:?}", result.errors);
@@ -69,48 +70,47 @@ fn fixture_parameters_load_completely() {
 
     // The adapter transposed the PyTorch [out, in] Linear weight to Burn's [in, out].
     let fx = Tensors::open(FIXTURE);
-    let d = device();
-    let torch_w = fx.get::<2>("op.linear.weight", &d);
+    let torch_w = fx.get::<2>("op.linear.weight", d);
     assert_eq!(torch_w.dims(), [24, 12]);
     assert_eq!(op.linear.weight.dims(), [12, 24]);
     assert_eq!(values(op.linear.weight.val()), values(torch_w.transpose()));
     // Square Linears load without a shape error either way, so check their orientation too.
-    let torch_k = fx.get::<2>("op.to_k.0.weight", &d);
+    let torch_k = fx.get::<2>("op.to_k.0.weight", d);
     let to_k = op.to_k.as_ref().expect("trainable form");
     assert_eq!(values(to_k.weight.val()), values(torch_k.transpose()));
-    let torch_o = fx.get::<2>("op.out_linear.weight", &d);
+    let torch_o = fx.get::<2>("op.out_linear.weight", d);
     assert_eq!(
         values(op.out_linear.weight.val()),
         values(torch_o.transpose())
     );
 }
+}
 
+per_backend! {
 /// The operator reproduces the reference's `Heat2D` output.
 ///
 /// Tolerance: the parity bound of tests/common (|a−e| ≤ 1e-4 + 1e-4·|e|). The reference ran in
 /// f32 on a CPU (MKL), Burn sums the conv, the four DCT matmuls and the Linears in a different
 /// order, and LayerNorm divides by a per-pixel standard deviation that can amplify those
 /// rounding differences; the fixtures README puts f32 agreement at about 1e-5.
-#[test]
-fn forward_matches_reference() {
-    let d = device();
+fn forward_matches_reference(d) {
     let fx = Tensors::open(FIXTURE);
-    let (op, _) = load_op(&d);
-    let input = fx.get::<4>("input", &d);
-    let fve = fx.get::<3>("freq_embed", &d);
+    let (op, _) = load_op(d);
+    let input = fx.get::<4>("input", d);
+    let fve = fx.get::<3>("freq_embed", d);
     let out = op.forward(input, Some(fve));
     assert_eq!(out.dims(), [2, 12, 9, 13]);
     assert_matches("heat2d_op output", out, &fx, "output");
 }
+}
 
+per_backend! {
 /// The inference form (decay precomputed from the FVE, `to_k` dropped) ignores the FVE argument
 /// and gives the same output.
-#[test]
-fn inference_form_matches_reference() {
-    let d = device();
+fn inference_form_matches_reference(d) {
     let fx = Tensors::open(FIXTURE);
-    let (op, _) = load_op(&d);
-    let fve = fx.get::<3>("freq_embed", &d);
+    let (op, _) = load_op(d);
+    let fve = fx.get::<3>("freq_embed", d);
     let fast = op.to_inference(fve.clone());
     assert!(fast.is_inference());
     assert!(fast.to_k.is_none());
@@ -120,7 +120,7 @@ fn inference_form_matches_reference() {
     let err = max_diff(stored, op.decay(Some(fve)).unwrap());
     assert!(err <= 1e-7, "precomputed decay differs by {err}");
 
-    let input = fx.get::<4>("input", &d);
+    let input = fx.get::<4>("input", d);
     assert_matches(
         "heat2d_op inference form",
         fast.forward(input, None),
@@ -128,15 +128,15 @@ fn inference_form_matches_reference() {
         "output",
     );
 }
+}
 
+per_backend! {
 /// `forward_channels_last` on an NHWC map is `forward` on the NCHW map, permuted.
-#[test]
-fn channels_last_equals_nchw_forward() {
-    let d = device();
+fn channels_last_equals_nchw_forward(d) {
     let fx = Tensors::open(FIXTURE);
-    let (op, _) = load_op(&d);
-    let input = fx.get::<4>("input", &d);
-    let fve = fx.get::<3>("freq_embed", &d);
+    let (op, _) = load_op(d);
+    let input = fx.get::<4>("input", d);
+    let fve = fx.get::<3>("freq_embed", d);
     let nchw = op.forward(input.clone(), Some(fve.clone()));
     let nhwc = op.forward_channels_last(input.permute([0, 2, 3, 1]), Some(fve));
     assert_eq!(nhwc.dims(), [2, 9, 13, 12]);
@@ -144,25 +144,25 @@ fn channels_last_equals_nchw_forward() {
     println!("channels-last vs NCHW: max |diff| = {err:.3e}");
     assert!(err <= 1e-6, "channels-last and NCHW differ by {err}");
 }
-
-/// The trainable form cannot run without the FVE.
-#[test]
-#[should_panic(expected = "frequency-value embedding")]
-fn trainable_form_without_fve_panics() {
-    let d = device();
-    let fx = Tensors::open(FIXTURE);
-    let (op, _) = load_op(&d);
-    let _ = op.forward(fx.get::<4>("input", &d), None);
 }
 
+per_backend! {
+/// The trainable form cannot run without the FVE.
+#[should_panic(expected = "frequency-value embedding")]
+fn trainable_form_without_fve_panics(d) {
+    let fx = Tensors::open(FIXTURE);
+    let (op, _) = load_op(d);
+    let _ = op.forward(fx.get::<4>("input", d), None);
+}
+}
+
+per_backend! {
 /// The loaded decay is a genuine decay: in (0, 1], exactly 1 at the DC mode of every channel,
 /// and below 1 elsewhere for at least some modes (k is not zero).
-#[test]
-fn loaded_decay_is_in_unit_interval_with_unit_dc() {
-    let d = device();
+fn loaded_decay_is_in_unit_interval_with_unit_dc(d) {
     let fx = Tensors::open(FIXTURE);
-    let (op, _) = load_op(&d);
-    let decay = op.decay(Some(fx.get::<3>("freq_embed", &d))).unwrap();
+    let (op, _) = load_op(d);
+    let decay = op.decay(Some(fx.get::<3>("freq_embed", d))).unwrap();
     assert_eq!(decay.dims(), [9, 13, 12]);
     let v = values(decay);
     for (i, x) in v.iter().enumerate() {
@@ -174,26 +174,26 @@ fn loaded_decay_is_in_unit_interval_with_unit_dc() {
     let damped = v.iter().filter(|x| **x < 0.99).count();
     assert!(damped > v.len() / 4, "only {damped} modes damped: k is ~0");
 }
+}
 
+per_backend! {
 /// With `to_k` zeroed, `k = 0`: the decay is 1 everywhere and the diffusion is the identity, so
 /// the operator reduces to `out_linear(out_norm(x) ⊙ silu(z))` with `x, z` from the conv and the
 /// first Linear.
-#[test]
-fn zero_conductivity_makes_diffusion_identity() {
-    let d = device();
+fn zero_conductivity_makes_diffusion_identity(d) {
     let fx = Tensors::open(FIXTURE);
-    let (mut op, _) = load_op(&d);
+    let (mut op, _) = load_op(d);
     let to_k = op.to_k.as_mut().expect("trainable form");
-    to_k.weight = Param::from_tensor(Tensor::zeros([12, 12], &d));
-    to_k.bias = Some(Param::from_tensor(Tensor::zeros([12], &d)));
+    to_k.weight = Param::from_tensor(Tensor::zeros([12, 12], d));
+    to_k.bias = Some(Param::from_tensor(Tensor::zeros([12], d)));
 
-    let fve = fx.get::<3>("freq_embed", &d);
+    let fve = fx.get::<3>("freq_embed", d);
     let decay = values(op.decay(Some(fve.clone())).unwrap());
     assert_eq!(decay.len(), 9 * 13 * 12);
     assert!(decay.iter().all(|x| *x == 1.0), "decay with k = 0 is not 1");
 
     // The operator without the diffusion, built from its own parts.
-    let input = fx.get::<4>("input", &d);
+    let input = fx.get::<4>("input", d);
     let x = op.dwconv.forward(input.clone()).permute([0, 2, 3, 1]);
     let xz = op.linear.forward(x);
     let [x, z]: [Tensor<4>; 2] = xz.chunk(2, 3).try_into().unwrap();
@@ -218,16 +218,16 @@ fn zero_conductivity_makes_diffusion_identity() {
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(off > 1e-2, "k = 0 did not change the output ({off})");
 }
+}
 
+per_backend! {
 /// The DC mode is never damped (`decay[0, 0] = 1` for any `k ≥ 0`), so one diffusion step keeps
 /// every channel's spatial mean: the total heat is conserved.
-#[test]
-fn diffusion_conserves_channel_mean() {
-    let d = device();
+fn diffusion_conserves_channel_mean(d) {
     let fx = Tensors::open(FIXTURE);
-    let (op, _) = load_op(&d);
+    let (op, _) = load_op(d);
     let decay: Tensor<4> = op
-        .decay(Some(fx.get::<3>("freq_embed", &d)))
+        .decay(Some(fx.get::<3>("freq_embed", d)))
         .unwrap()
         .unsqueeze();
 
@@ -242,7 +242,7 @@ fn diffusion_conserves_channel_mean() {
             }
         }
     }
-    let x = Tensor::<4>::from_data(TensorData::new(data, [1, h, w, c]), &d);
+    let x = Tensor::<4>::from_data(TensorData::new(data, [1, h, w, c]), d);
     let y = idct2d(dct2d(x.clone()) * decay);
 
     // The diffusion did something …
@@ -264,4 +264,5 @@ fn diffusion_conserves_channel_mean() {
         0.0,
     );
     assert!(err <= 1e-5);
+}
 }

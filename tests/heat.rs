@@ -4,6 +4,7 @@
 //! The oracle is an f64 DCT-II built from a complex FFT (`rustfft`), not from the cosine
 //! formula the crate uses, so the two are independent implementations.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -183,14 +184,13 @@ fn host_basis_matches_fft_oracle() {
     }
 }
 
+per_backend! {
 /// `D·Dᵀ = I` in f32, and `idct_basis` is exactly the transpose of `dct_basis`.
-#[test]
-fn basis_is_orthonormal_and_idct_is_transpose() {
-    let d = device();
+fn basis_is_orthonormal_and_idct_is_transpose(d) {
     for n in SIZES {
-        let dct = dct_basis(n, &d);
+        let dct = dct_basis(n, d);
         assert_eq!(dct.dims(), [n, n]);
-        let idct = idct_basis(n, &d);
+        let idct = idct_basis(n, d);
         assert_eq!(idct.dims(), [n, n]);
 
         let prod = dct.clone().matmul(dct.clone().transpose());
@@ -227,58 +227,59 @@ fn basis_is_orthonormal_and_idct_is_transpose() {
         );
     }
 }
+}
 
+per_backend! {
 /// Calling `dct_basis` twice returns the same values (the second from the cache), and the cache
 /// keeps sizes and kinds apart.
-#[test]
-fn basis_cache_returns_same_values() {
-    let d = device();
-    let a = values(dct_basis(14, &d));
-    let b = values(dct_basis(14, &d));
+fn basis_cache_returns_same_values(d) {
+    let a = values(dct_basis(14, d));
+    let b = values(dct_basis(14, d));
     assert_eq!(a, b);
     let expected: Vec<f32> = dct_basis_host(14).iter().map(|&v| v as f32).collect();
     assert_eq!(a, expected, "cached basis differs from the host basis");
     // Different size and the inverse kind are different entries.
-    assert_eq!(dct_basis(13, &d).dims(), [13, 13]);
-    assert_ne!(values(idct_basis(14, &d)), a, "the cache returned D for Dᵀ");
-    assert_eq!(values(dct_basis(14, &d)), a);
+    assert_eq!(dct_basis(13, d).dims(), [13, 13]);
+    assert_ne!(values(idct_basis(14, d)), a, "the cache returned D for Dᵀ");
+    assert_eq!(values(dct_basis(14, d)), a);
+}
 }
 
 // ---------------------------------------------------------------------------------------------
 // Transforms.
 // ---------------------------------------------------------------------------------------------
 
+per_backend! {
 /// `dct_along` on random f32 data matches the f64 FFT oracle, on the middle axis (batched
 /// matmul path) and on the last axis (plain matmul path).
 ///
 /// Tolerance: each output is an f32 dot product of N terms of magnitude ≤ 1, so the rounding
 /// error grows like N·ε_f32 ≈ 64·6e-8 ≈ 4e-6 in the worst case; we compare against
 /// 1e-5 × the output scale (max |oracle|, at least 1).
-#[test]
-fn dct_along_matches_fft_oracle() {
-    let d = device();
+fn dct_along_matches_fft_oracle(d) {
     for (i, n) in SIZES.into_iter().enumerate() {
         // Middle axis: [3, n, 5].
         let shape = [3, n, 5];
         let data = Rng::new(100 + i as u64).vec(shape.iter().product());
-        let got = values(dct_along(tensor(data.clone(), shape, &d), 1));
+        let got = values(dct_along(tensor(data.clone(), shape, d), 1));
         let want = oracle_along(&to_f64(&data), &shape, 1);
         check_vs_oracle(&format!("dct_along axis 1, n={n}"), &got, &want);
 
         // Last axis: [4, n].
         let shape = [4, n];
         let data = Rng::new(200 + i as u64).vec(shape.iter().product());
-        let got = values(dct_along(tensor(data.clone(), shape, &d), 1));
+        let got = values(dct_along(tensor(data.clone(), shape, d), 1));
         let want = oracle_along(&to_f64(&data), &shape, 1);
         check_vs_oracle(&format!("dct_along last axis, n={n}"), &got, &want);
 
         // First axis: [n, 6].
         let shape = [n, 6];
         let data = Rng::new(300 + i as u64).vec(shape.iter().product());
-        let got = values(dct_along(tensor(data.clone(), shape, &d), 0));
+        let got = values(dct_along(tensor(data.clone(), shape, d), 0));
         let want = oracle_along(&to_f64(&data), &shape, 0);
         check_vs_oracle(&format!("dct_along axis 0, n={n}"), &got, &want);
     }
+}
 }
 
 fn check_vs_oracle(what: &str, got: &[f32], want: &[f64]) -> f64 {
@@ -297,12 +298,11 @@ fn check_vs_oracle(what: &str, got: &[f32], want: &[f64]) -> f64 {
     max_err
 }
 
+per_backend! {
 /// `idct_along(dct_along(x, a), a) = x` for every axis of a rank-3 and a rank-5 tensor, and the
 /// forward transform alone is not the identity.
-#[test]
-fn dct_along_round_trip_every_axis() {
-    let d = device();
-    let x3 = random(7, [4, 7, 5], &d);
+fn dct_along_round_trip_every_axis(d) {
+    let x3 = random(7, [4, 7, 5], d);
     let v3 = values(x3.clone());
     for axis in 0..3 {
         let y = dct_along(x3.clone(), axis);
@@ -322,7 +322,7 @@ fn dct_along_round_trip_every_axis() {
         );
     }
     let shape5 = [2, 3, 4, 5, 6];
-    let x5 = random(8, shape5, &d);
+    let x5 = random(8, shape5, d);
     let v5 = values(x5.clone());
     for axis in 0..5 {
         let y = dct_along(x5.clone(), axis);
@@ -342,19 +342,19 @@ fn dct_along_round_trip_every_axis() {
         );
     }
 }
+}
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
+per_backend! {
 /// `dct2d` on a non-square channels-last map equals the oracle along H then W, and `idct2d`
 /// inverts it.
-#[test]
-fn dct2d_matches_oracle_and_round_trips() {
-    let d = device();
+fn dct2d_matches_oracle_and_round_trips(d) {
     let shape = [2, 9, 13, 5];
     let data = Rng::new(42).vec(shape.iter().product());
-    let x = tensor(data.clone(), shape, &d);
+    let x = tensor(data.clone(), shape, d);
 
     let y = dct2d(x);
     assert_eq!(y.dims(), shape);
@@ -377,11 +377,13 @@ fn dct2d_matches_oracle_and_round_trips() {
         0.0,
     );
 }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Against the reference's matrices.
 // ---------------------------------------------------------------------------------------------
 
+per_backend! {
 /// The reference's `cos_map_h`, `cos_map_w` and `decay_map` equal the crate's bases.
 ///
 /// Tolerance: 1e-6 for the decay, but 2e-6 for the cosine maps. The reference computes the
@@ -390,9 +392,7 @@ fn dct2d_matches_oracle_and_round_trips() {
 /// `cos_map_w` max error vs the exact f64 matrix is 1.30e-6, `cos_map_h` 5.7e-7). The crate
 /// builds the matrix in f64 and rounds once, so it is within f32 rounding (≤ 6e-8) of the exact
 /// values; that is checked here too, so the looser fixture bound hides nothing.
-#[test]
-fn bases_and_decay_match_reference_fixture() {
-    let d = device();
+fn bases_and_decay_match_reference_fixture(d) {
     let fx = Tensors::open("heat2d_op.safetensors");
     let check = |what: &str, t: Tensor<2>, key: &str, atol: f32| {
         let shape = t.dims().to_vec();
@@ -401,24 +401,24 @@ fn bases_and_decay_match_reference_fixture() {
     };
     check(
         "dct_basis(9) vs cos_map_h",
-        dct_basis(9, &d),
+        dct_basis(9, d),
         "cos_map_h",
         2e-6,
     );
     check(
         "dct_basis(13) vs cos_map_w",
-        dct_basis(13, &d),
+        dct_basis(13, d),
         "cos_map_w",
         2e-6,
     );
     check(
         "decay_base(9,13) vs decay_map",
-        decay_base(9, 13, &d),
+        decay_base(9, 13, d),
         "decay_map",
         1e-6,
     );
     for n in [9, 13] {
-        let got = values(dct_basis(n, &d));
+        let got = values(dct_basis(n, d));
         let exact = dct_basis_host(n);
         let err = got
             .iter()
@@ -428,18 +428,18 @@ fn bases_and_decay_match_reference_fixture() {
         assert!(err <= 6e-8, "dct_basis({n}) is {err} from the exact matrix");
     }
 }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Decay base.
 // ---------------------------------------------------------------------------------------------
 
+per_backend! {
 /// Every decay entry is in (0, 1], the DC entry is exactly 1, it decreases along rows and
 /// columns, and it equals `exp(-frequency_sq)` with `frequency_sq` = (πn/h)² + (πm/w)².
-#[test]
-fn decay_base_is_in_unit_interval_with_unit_dc() {
-    let d = device();
+fn decay_base_is_in_unit_interval_with_unit_dc(d) {
     for (h, w) in [(1, 1), (9, 13), (7, 7), (14, 28), (56, 56)] {
-        let decay = values(decay_base(h, w, &d));
+        let decay = values(decay_base(h, w, d));
         assert_eq!(decay.len(), h * w);
         assert_eq!(decay[0], 1.0, "decay[0,0] for {h}x{w}");
         for (i, v) in decay.iter().enumerate() {
@@ -459,7 +459,7 @@ fn decay_base_is_in_unit_interval_with_unit_dc() {
                 }
             }
         }
-        let fsq = values(frequency_sq(h, w, &d));
+        let fsq = values(frequency_sq(h, w, d));
         let pi = std::f64::consts::PI;
         for n in 0..h {
             for m in 0..w {
@@ -475,17 +475,18 @@ fn decay_base_is_in_unit_interval_with_unit_dc() {
         }
     }
 }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Autodiff.
 // ---------------------------------------------------------------------------------------------
 
+per_backend! {
 /// For `loss = Σ dct2d(x) ⊙ w`, `∂loss/∂x = D_Hᵀ · w · D_W = idct2d(w)` because the transform is
 /// linear and orthogonal. Checks that gradients flow through the (cached, non-autodiff) bases.
-#[test]
-fn gradient_through_dct2d_is_idct2d() {
-    let plain = device();
-    let ad = Device::default().autodiff();
+fn gradient_through_dct2d_is_idct2d(d) {
+    let plain = d.clone();
+    let ad = d.clone().autodiff();
     let shape = [2, 9, 13, 5];
     let xdata = Rng::new(5).vec(shape.iter().product());
     let wdata = Rng::new(6).vec(shape.iter().product());
@@ -511,4 +512,5 @@ fn gradient_through_dct2d_is_idct2d() {
         0.0,
     );
     assert!(err < 1e-5);
+}
 }

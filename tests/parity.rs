@@ -1,15 +1,16 @@
 //! Forward parity against the official PyTorch implementation: stem, every stage, features,
 //! logits, the inference form and the resized FVEs, for every fixture model and input.
 
+#[macro_use]
 mod common;
 
+use burn::prelude::*;
 use common::*;
 use vheat::hco::resize_bicubic;
 use vheat::VHeat;
 
-fn check_input_tag(model: &VHeat, fx: &Tensors, tag: &str) {
-    let d = device();
-    let input = fx.get::<4>(&format!("{tag}.input"), &d);
+fn check_input_tag(model: &VHeat, fx: &Tensors, tag: &str, d: &Device) {
+    let input = fx.get::<4>(&format!("{tag}.input"), d);
     let (stem, stages) = model.forward_stages(input.clone());
     assert_matches(&format!("{tag}.stem"), stem, fx, &format!("{tag}.stem"));
     for (i, s) in stages.into_iter().enumerate() {
@@ -32,19 +33,19 @@ fn check_input_tag(model: &VHeat, fx: &Tensors, tag: &str) {
     );
 }
 
-#[test]
-fn micro_tiny_x64_matches_reference() {
+per_backend! {
+fn micro_tiny_x64_matches_reference(d) {
     let config = fixture_config("micro_tiny.json");
-    let model = VHeat::load_pytorch(fixture("micro_tiny.pth"), &config, &device()).unwrap();
+    let model = VHeat::load_pytorch(fixture("micro_tiny.pth"), &config, d).unwrap();
     let fx = Tensors::open("micro_tiny.io.safetensors");
-    check_input_tag(&model, &fx, "x64");
+    check_input_tag(&model, &fx, "x64", d);
+}
 }
 
-#[test]
-fn micro_tiny_x96_matches_reference_with_resized_fve() {
-    let d = device();
+per_backend! {
+fn micro_tiny_x96_matches_reference_with_resized_fve(d) {
     let config = fixture_config("micro_tiny.json");
-    let model = VHeat::load_pytorch(fixture("micro_tiny.pth"), &config, &d).unwrap();
+    let model = VHeat::load_pytorch(fixture("micro_tiny.pth"), &config, d).unwrap();
     let fx = Tensors::open("micro_tiny.io.safetensors");
     // The FVE resize alone (bicubic, align_corners = False).
     for (i, stage) in model.layers.iter().enumerate() {
@@ -55,21 +56,22 @@ fn micro_tiny_x96_matches_reference_with_resized_fve() {
         let fve = stage.freq_embed.as_ref().unwrap().weight.val();
         assert_matches(&key, resize_bicubic(fve, h, w), &fx, &key);
     }
-    check_input_tag(&model, &fx, "x96");
+    check_input_tag(&model, &fx, "x96", d);
+}
 }
 
-#[test]
-fn micro_base_x32_matches_reference() {
+per_backend! {
+fn micro_base_x32_matches_reference(d) {
     let config = fixture_config("micro_base.json");
-    let model = VHeat::load_pytorch(fixture("micro_base.pth"), &config, &device()).unwrap();
+    let model = VHeat::load_pytorch(fixture("micro_base.pth"), &config, d).unwrap();
     let fx = Tensors::open("micro_base.io.safetensors");
-    check_input_tag(&model, &fx, "x32");
+    check_input_tag(&model, &fx, "x32", d);
+}
 }
 
-fn check_inference_form(name: &str, tag: &str, size: usize) {
-    let d = device();
+fn check_inference_form(name: &str, tag: &str, size: usize, d: &Device) {
     let config = fixture_config(&format!("{name}.json"));
-    let model = VHeat::load_pytorch(fixture(&format!("{name}.pth")), &config, &d).unwrap();
+    let model = VHeat::load_pytorch(fixture(&format!("{name}.pth")), &config, d).unwrap();
     let fx = Tensors::open(&format!("{name}.io.safetensors"));
     let fast = model.to_inference(size, size).unwrap();
     assert!(fast.is_inference());
@@ -80,7 +82,7 @@ fn check_inference_form(name: &str, tag: &str, size: usize) {
         &fx,
         "k_exp.stage0.block0",
     );
-    let input = fx.get::<4>(&format!("{tag}.input"), &d);
+    let input = fx.get::<4>(&format!("{tag}.input"), d);
     let logits = fast.try_forward(input.clone()).unwrap();
     let key = format!("{tag}.logits_infer_mode");
     assert_matches(&format!("{name} {key}"), logits, &fx, &key);
@@ -97,12 +99,14 @@ fn check_inference_form(name: &str, tag: &str, size: usize) {
     );
 }
 
-#[test]
-fn micro_tiny_inference_form_matches_reference() {
-    check_inference_form("micro_tiny", "x64", 64);
+per_backend! {
+fn micro_tiny_inference_form_matches_reference(d) {
+    check_inference_form("micro_tiny", "x64", 64, d);
+}
 }
 
-#[test]
-fn micro_base_inference_form_matches_reference() {
-    check_inference_form("micro_base", "x32", 32);
+per_backend! {
+fn micro_base_inference_form_matches_reference(d) {
+    check_inference_form("micro_base", "x32", 32, d);
+}
 }

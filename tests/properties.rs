@@ -1,6 +1,7 @@
 //! timm-style property matrix on micro configurations, parameter counts of the published
 //! configurations, configuration files and input validation.
 
+#[macro_use]
 mod common;
 
 use burn::module::Module;
@@ -38,13 +39,12 @@ fn micro_configs() -> Vec<(&'static str, VHeatConfig)> {
     ]
 }
 
-#[test]
-fn output_shape_finite_and_class_count() {
-    let d = device();
+per_backend! {
+fn output_shape_finite_and_class_count(d) {
     for (name, config) in micro_configs() {
-        let model = config.init(&d);
+        let model = config.init(d);
         for [h, w] in [[config.img_size, config.img_size], [48, 80], [96, 64]] {
-            let x = Tensor::<4>::random([2, config.in_chans, h, w], Distribution::Default, &d);
+            let x = Tensor::<4>::random([2, config.in_chans, h, w], Distribution::Default, d);
             let logits = model.try_forward(x.clone()).unwrap();
             assert_eq!(logits.dims(), [2, config.num_classes], "{name} at {h}x{w}");
             assert!(values(logits).iter().all(|v| v.is_finite()), "{name}");
@@ -60,14 +60,15 @@ fn output_shape_finite_and_class_count() {
         }
     }
 }
+}
 
-#[test]
-fn every_parameter_receives_a_gradient() {
-    let d = device().autodiff();
+per_backend! {
+fn every_parameter_receives_a_gradient(d) {
+    let d = &d.clone().autodiff();
     for (name, config) in micro_configs() {
-        let model = config.init(&d);
+        let model = config.init(d);
         // Non-square input at another size than img_size: the FVE resize is in the graph too.
-        let x = Tensor::<4>::random([2, config.in_chans, 48, 64], Distribution::Default, &d);
+        let x = Tensor::<4>::random([2, config.in_chans, 48, 64], Distribution::Default, d);
         let loss = model.forward(x).powf_scalar(2.0).mean();
         let grads = loss.backward();
         let mut mapper = GradMapper {
@@ -79,18 +80,18 @@ fn every_parameter_receives_a_gradient() {
         assert_eq!(g.num_params(), model.num_params());
     }
 }
+}
 
-#[test]
-fn num_classes_is_honoured_and_reset_classifier_works() {
-    let d = device();
+per_backend! {
+fn num_classes_is_honoured_and_reset_classifier_works(d) {
     let config = micro_configs().remove(0).1;
-    let x = Tensor::<4>::random([3, 3, 64, 64], Distribution::Default, &d);
+    let x = Tensor::<4>::random([3, 3, 64, 64], Distribution::Default, d);
     for classes in [1, 5, 1000] {
-        let model = config.clone().with_num_classes(classes).init(&d);
+        let model = config.clone().with_num_classes(classes).init(d);
         assert_eq!(model.forward(x.clone()).dims(), [3, classes]);
         assert_eq!(model.num_classes(), classes);
     }
-    let mut model = config.init(&d);
+    let mut model = config.init(d);
     model.reset_classifier(11);
     assert_eq!(model.forward(x.clone()).dims(), [3, 11]);
     model.reset_classifier(0);
@@ -100,20 +101,22 @@ fn num_classes_is_honoured_and_reset_classifier_works() {
         "headless: pooled features"
     );
     assert_eq!(model.num_classes(), 0);
-    let headless = config.with_num_classes(0).init(&d);
+    let headless = config.with_num_classes(0).init(d);
     assert_eq!(headless.forward(x).dims(), [3, 32]);
 }
+}
 
+/// Parameter counts are a property of the configuration, not of the backend: checked on the CPU.
 #[test]
 fn published_parameter_counts() {
+    let d = &cpu();
     let counts = fixture_json("param_counts.json");
-    let d = device();
     for (name, config) in [
         ("vheat_tiny", VHeatConfig::tiny()),
         ("vheat_small", VHeatConfig::small()),
         ("vheat_base", VHeatConfig::base()),
     ] {
-        let model = config.init(&d);
+        let model = config.init(d);
         assert_eq!(
             model.num_params() as u64,
             counts[name].as_u64().unwrap(),
@@ -132,7 +135,7 @@ fn published_parameter_counts() {
             model.num_params()
         );
     }
-    assert_eq!(VHeatConfig::tiny().init(&d).num_params(), 30_853_480);
+    assert_eq!(VHeatConfig::tiny().init(d).num_params(), 30_853_480);
 }
 
 #[test]
@@ -217,16 +220,15 @@ fn config_files_load_with_defaults_and_round_trip() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-#[test]
-fn invalid_inputs_are_typed_errors() {
-    let d = device();
-    let model = micro_configs().remove(0).1.init(&d);
-    let wrong_channels = Tensor::<4>::zeros([1, 1, 64, 64], &d);
+per_backend! {
+fn invalid_inputs_are_typed_errors(d) {
+    let model = micro_configs().remove(0).1.init(d);
+    let wrong_channels = Tensor::<4>::zeros([1, 1, 64, 64], d);
     assert!(matches!(
         model.try_forward(wrong_channels),
         Err(Error::InvalidInput { .. })
     ));
-    let too_small = Tensor::<4>::zeros([1, 3, 16, 64], &d);
+    let too_small = Tensor::<4>::zeros([1, 3, 16, 64], d);
     assert!(matches!(
         model.try_forward(too_small),
         Err(Error::InputTooSmall { stride: 32, .. })
@@ -234,7 +236,7 @@ fn invalid_inputs_are_typed_errors() {
     assert!(model.check_input(&[1, 3, 64]).is_err());
     // The inference form runs only at the size it was computed for.
     let fast = model.to_inference(64, 64).unwrap();
-    let other = Tensor::<4>::zeros([1, 3, 96, 64], &d);
+    let other = Tensor::<4>::zeros([1, 3, 96, 64], d);
     assert!(matches!(
         fast.try_forward(other),
         Err(Error::InferenceSizeMismatch { stage: 0, .. })
@@ -242,21 +244,22 @@ fn invalid_inputs_are_typed_errors() {
     assert!(matches!(fast.to_inference(64, 64), Err(Error::Form(_))));
     assert!(matches!(model.to_trainable(), Err(Error::Form(_))));
     assert!(matches!(
-        VHeatConfig::new(vec![1], vec![4, 8]).try_init(&d),
+        VHeatConfig::new(vec![1], vec![4, 8]).try_init(d),
         Err(Error::InvalidConfig(_))
     ));
 }
+}
 
-#[test]
-fn inference_form_equals_trainable_form_at_any_size() {
-    let d = device();
+per_backend! {
+fn inference_form_equals_trainable_form_at_any_size(d) {
     for (name, config) in micro_configs() {
-        let model = config.init(&d);
-        let x = Tensor::<4>::random([2, config.in_chans, 72, 40], Distribution::Default, &d);
+        let model = config.init(d);
+        let x = Tensor::<4>::random([2, config.in_chans, 72, 40], Distribution::Default, d);
         let fast = model.to_inference(72, 40).unwrap();
         let (a, b) = (values(model.forward(x.clone())), values(fast.forward(x)));
         let shape = [a.len()];
         // Same arithmetic except k is applied once instead of per call: float32 rounding only.
         assert_close_tol(name, &b, &shape, &a, &shape, 1e-5, 1e-5);
     }
+}
 }

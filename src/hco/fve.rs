@@ -2,8 +2,8 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+use crate::heat::{apply_along, bicubic_matrix};
 
 /// Builds a [`FrequencyEmbedding`].
 #[derive(Config, Debug)]
@@ -64,16 +64,14 @@ impl FrequencyEmbedding {
 /// Resizes an `[H, W, C]` embedding to `[h, w, C]` by bicubic interpolation, exactly as
 /// PyTorch's `F.interpolate(fve.permute(2,0,1)[None], size=(h, w), mode="bicubic",
 /// align_corners=False)` does it (the reference's dense-prediction backbone).
+///
+/// Computed as two resampling products (see [`crate::heat::bicubic_matrix`]), so it is
+/// differentiable on every backend: Burn's GPU backends have no bicubic backward pass.
 pub fn resize_bicubic(fve: Tensor<3>, h: usize, w: usize) -> Tensor<3> {
-    let chw: Tensor<4> = fve.permute([2, 0, 1]).unsqueeze();
-    let out = interpolate(
-        chw,
-        InterpolateOptions::new(InterpolateMode::Bicubic)
-            .with_output_size([h, w])
-            .with_align_corners(false),
-    );
-    let out: Tensor<3> = out.squeeze_dim(0);
-    out.permute([1, 2, 0])
+    let [eh, ew, _] = fve.dims();
+    let device = fve.device();
+    let rows = apply_along(fve, 0, bicubic_matrix(h, eh, &device));
+    apply_along(rows, 1, bicubic_matrix(w, ew, &device))
 }
 
 /// Enlarges an `[H, W, C]` embedding to `[h, w, C]` (`h ≥ H`, `w ≥ W`) by placing it in the

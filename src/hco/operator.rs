@@ -101,7 +101,11 @@ impl HeatConduction {
         let fve = fve?;
         let [h, w, _] = fve.dims();
         let k = self.conductivity(fve)?;
-        let freq: Tensor<3> = frequency_sq(h, w, &k.device()).unsqueeze_dim(2);
+        let mut freq: Tensor<3> = frequency_sq(h, w, &k.device()).unsqueeze_dim(2);
+        if freq.dtype() != k.dtype() {
+            // The cached grid is f32; a reduced-precision model gets it in its own precision.
+            freq = freq.cast(burn::tensor::FloatDType::from(k.dtype()));
+        }
         Some((k * freq).neg().exp())
     }
 

@@ -13,6 +13,8 @@ pub(crate) enum Kind {
     Idct,
     /// `ωₙ² + ωₘ²` on an `H × W` grid.
     FrequencySq,
+    /// A bicubic resampling matrix `[n_out, n_in]`.
+    Bicubic,
 }
 
 struct Entry {

@@ -46,8 +46,10 @@
 mod basis;
 mod cache;
 mod decay;
+mod resample;
 mod transform;
 
 pub use basis::{dct_basis, dct_basis_host, idct_basis};
 pub use decay::{decay_base, frequency_sq};
-pub use transform::{dct2d, dct_along, idct2d, idct_along};
+pub use resample::{bicubic_matrix, bicubic_matrix_host};
+pub use transform::{apply_along, dct2d, dct_along, idct2d, idct_along};

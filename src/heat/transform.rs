@@ -4,22 +4,34 @@ use burn::prelude::*;
 
 use super::basis::{dct_basis, idct_basis};
 
-/// Multiplies `matrix` (`[n, n]`) into axis `axis` of `x`: `y[.., i, ..] = Σⱼ matrix[i, j]·x[.., j, ..]`.
+/// Multiplies `matrix` (`[m, n]`) into axis `axis` of `x`: `y[.., i, ..] = Σⱼ matrix[i, j]·x[.., j, ..]`.
 ///
 /// The tensor is viewed as `[before, n, after]` (a free reshape of a contiguous tensor) and the
 /// product is one batched matmul; along the last axis it is one plain matmul with `matrixᵀ`.
-fn apply_along<const D: usize>(x: Tensor<D>, axis: usize, matrix: Tensor<2>) -> Tensor<D> {
+/// `matrix` may be rectangular (`[m, n]`: the axis becomes `m` long), as for resampling.
+///
+/// # Panics
+/// If `axis >= D` or `matrix` is not `[m, x.dims()[axis]]`.
+pub fn apply_along<const D: usize>(x: Tensor<D>, axis: usize, matrix: Tensor<2>) -> Tensor<D> {
+    // The cached bases are f32; a map in another precision (bf16, f16, f64) gets them in its own.
+    let matrix = if matrix.dtype() == x.dtype() {
+        matrix
+    } else {
+        matrix.cast(burn::tensor::FloatDType::from(x.dtype()))
+    };
     let dims = x.dims();
     let n = dims[axis];
+    let mut out_dims = dims;
+    out_dims[axis] = matrix.dims()[0];
     let before: usize = dims[..axis].iter().product();
     let after: usize = dims[axis + 1..].iter().product();
     if after == 1 {
         let flat = x.reshape([before, n]);
-        flat.matmul(matrix.transpose()).reshape(dims)
+        flat.matmul(matrix.transpose()).reshape(out_dims)
     } else {
         let view = x.reshape([before, n, after]);
         let m: Tensor<3> = matrix.unsqueeze();
-        m.matmul(view).reshape(dims)
+        m.matmul(view).reshape(out_dims)
     }
 }
 

@@ -6,6 +6,7 @@
 //! (except the last); the [`Head`] normalises, pools and classifies. Blocks run on
 //! channels-last maps internally; every public map in and out is NCHW, as in the reference.
 
+mod backbone;
 mod block;
 mod config;
 mod downsample;
@@ -14,9 +15,11 @@ mod head;
 mod mlp;
 mod model;
 mod pointwise;
+mod precision;
 mod stage;
 mod stem;
 
+pub use backbone::{FeatureInfo, Indices, OutputNorm, OUTPUT_NORM_EPS};
 pub use block::{HeatBlock, HeatBlockConfig};
 pub use config::VHeatConfig;
 pub use downsample::Downsample;

@@ -1,7 +1,7 @@
 //! [`VHeat`]: stem → stages → head.
 
 use burn::module::{ModuleMapper, Param};
-use burn::nn::Linear;
+use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 
 use super::block::HeatBlockConfig;
@@ -35,6 +35,11 @@ pub struct VHeat {
     pub layers: Vec<Stage>,
     /// LayerNorm → pool → Linear.
     pub classifier: Head,
+    /// Per-stage output LayerNorms of a dense-prediction backbone (the reference's
+    /// `outnorm{i}`); empty for a classification model. See
+    /// [`with_output_norms`](Self::with_output_norms) and
+    /// [`forward_intermediates`](Self::forward_intermediates).
+    pub out_norms: Vec<Option<LayerNorm>>,
     /// The trainable-form parts the inference form dropped (not a parameter).
     #[module(skip)]
     trainable_parts: Option<TrainableParts>,
@@ -86,6 +91,7 @@ impl VHeatConfig {
             patch_embed: Stem::new(self.in_chans, self.dims[0], device),
             layers,
             classifier: Head::new(self.dims[n - 1], self.num_classes, device),
+            out_norms: Vec::new(),
             trainable_parts: None,
         };
         // Burn initialises layer parameters lazily, on first use; draw them all now so that
@@ -168,7 +174,7 @@ impl VHeat {
     }
 
     /// The device the model's parameters live on.
-    fn device(&self) -> Device {
+    pub(crate) fn device(&self) -> Device {
         self.devices().into_iter().next().unwrap_or_default()
     }
 

@@ -58,6 +58,13 @@ impl Stem {
 
     /// `[B, in, H, W]` → `[B, dim, H/4, W/4]` (NCHW).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        // Images of another float precision are cast to the stem's (see `VHeat::with_float_dtype`).
+        let dtype = self.conv1.weight.val().dtype();
+        let x = if x.dtype() == dtype {
+            x
+        } else {
+            x.cast(burn::tensor::FloatDType::from(dtype))
+        };
         let x = norm_nchw(&self.norm1, self.conv1.forward(x));
         let x = self.act.forward(x);
         norm_nchw(&self.norm2, self.conv2.forward(x))

@@ -53,6 +53,9 @@ pub fn key_rules(depths: &[usize], backbone_prefix: bool) -> Vec<(String, String
     rules.push((r"^classifier\.0\.".into(), "classifier.norm.".into()));
     // … and `classifier.3.weight` → `classifier.fc.weight`.
     rules.push((r"^classifier\.3\.".into(), "classifier.fc.".into()));
+    // The dense-prediction backbone's per-level output norms are attributes `outnorm{i}`; here
+    // they are one optional entry per stage: `outnorm2.weight` → `out_norms.2.weight`.
+    rules.push((r"^outnorm(\d+)\.".into(), "out_norms.$1.".into()));
     rules
 }
 

@@ -33,6 +33,10 @@ pub struct LoadOptions {
     pub strict: bool,
     /// Strip a `backbone.` prefix (dense-prediction checkpoints) before mapping keys.
     pub backbone_prefix: bool,
+    /// Judge only the backbone (stem, stages, output norms): the classifier and keys that are
+    /// not the backbone's (detector or segmentor heads) are reported, never an error. See
+    /// [`LoadOptions::backbone`].
+    pub backbone_only: bool,
 }
 
 impl Default for LoadOptions {
@@ -41,6 +45,7 @@ impl Default for LoadOptions {
             key: StateDictKey::Auto,
             strict: true,
             backbone_prefix: false,
+            backbone_only: false,
         }
     }
 }
@@ -74,6 +79,27 @@ impl LoadOptions {
     /// Strips a `backbone.` prefix from every key first.
     pub fn with_backbone_prefix(mut self, yes: bool) -> Self {
         self.backbone_prefix = yes;
+        self
+    }
+
+    /// Loading the backbone of a dense-prediction checkpoint (mmdet/mmseg layout, weights under
+    /// `backbone.`): strict on the stem, the stages and the output norms the checkpoint has —
+    /// a missing, unused or mis-shaped backbone tensor is an error — while the classifier
+    /// (absent from such checkpoints) and the detector/segmentor keys (`neck.…`, `decode_head.…`)
+    /// are only listed in the returned report. A model without output norms rejects a checkpoint
+    /// that has them; build it with [`VHeat::with_output_norms`] or use
+    /// [`VHeat::load_backbone`], which adds them.
+    pub fn backbone() -> Self {
+        Self {
+            backbone_prefix: true,
+            backbone_only: true,
+            ..Self::default()
+        }
+    }
+
+    /// Judges only the backbone (see [`LoadOptions::backbone`]).
+    pub fn with_backbone_only(mut self, yes: bool) -> Self {
+        self.backbone_only = yes;
         self
     }
 }
@@ -125,7 +151,16 @@ pub(crate) fn apply_checked(
         reason,
     })?;
     let report = to_report(result);
-    if options.strict && !report.is_clean() {
+    if options.backbone_only {
+        // Only the backbone's part is judged; the rest stays in the returned report.
+        let problems = super::backbone::backbone_problems(&report);
+        if options.strict && !problems.is_clean() {
+            return Err(Error::CheckpointMismatch {
+                path: path.to_path_buf(),
+                report: Box::new(problems),
+            });
+        }
+    } else if options.strict && !report.is_clean() {
         return Err(Error::CheckpointMismatch {
             path: path.to_path_buf(),
             report: Box::new(report),

@@ -12,7 +12,12 @@
 //! [`Error::CheckpointMismatch`](crate::Error::CheckpointMismatch) listing all of them, and the
 //! model is left unchanged. [`LoadOptions::lenient`] returns the [`LoadReport`] instead. The key
 //! mapping is in [`key_rules`], one commented rule per difference.
+//!
+//! Dense-prediction checkpoints (weights under `backbone.`, output norms `outnorm{i}`, detector
+//! or segmentor keys beside them): [`VHeat::load_backbone`](crate::VHeat::load_backbone), or
+//! [`LoadOptions::backbone`] with the `*_into` functions.
 
+mod backbone;
 mod burnpack;
 mod guard;
 mod keys;

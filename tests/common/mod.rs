@@ -17,9 +17,75 @@ pub const ATOL: f32 = 1e-4;
 /// See [`ATOL`].
 pub const RTOL: f32 = 1e-4;
 
-/// The device the tests run on.
-pub fn device() -> Device {
-    Device::default()
+/// The device of backend `name` ("flex", "ndarray", "wgpu"), for [`per_backend!`] tests.
+pub fn test_device(name: &str) -> Device {
+    let device = vheat::device_from_name(name).expect("backend is compiled in");
+    if let Err(e) = vheat::probe_device(&device) {
+        panic!("backend {name} cannot run on this machine: {e} (wgpu needs a Vulkan driver, e.g. Debian's mesa-vulkan-drivers)");
+    }
+    device
+}
+
+/// The default CPU device, for tests that check host-side behaviour once, not per backend.
+pub fn cpu() -> Device {
+    test_device("flex")
+}
+
+/// Defines one test body that runs once per compiled backend.
+///
+/// ```ignore
+/// per_backend! {
+///     fn logits_match(d) { /* d: &Device */ }
+/// }
+/// ```
+/// expands to a module `logits_match` with one `#[test]` per enabled backend feature
+/// (`logits_match::flex`, `logits_match::wgpu`, `logits_match::ndarray`), so a failure names the
+/// backend and `cargo test -- ::flex` runs one backend only. Attributes such as
+/// `#[should_panic]` are applied to every generated test.
+#[allow(unused_macros)]
+macro_rules! per_backend {
+    ($($(#[$meta:meta])* fn $name:ident($d:ident) $body:block)+) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[allow(dead_code)]
+            fn body($d: &burn::prelude::Device) $body
+
+            #[cfg(feature = "flex")]
+            #[test]
+            $(#[$meta])*
+            fn flex() {
+                body(&crate::common::test_device("flex"))
+            }
+
+            #[cfg(feature = "ndarray")]
+            #[test]
+            $(#[$meta])*
+            fn ndarray() {
+                body(&crate::common::test_device("ndarray"))
+            }
+
+            #[cfg(feature = "wgpu")]
+            #[test]
+            $(#[$meta])*
+            fn wgpu() {
+                body(&crate::common::test_device("wgpu"))
+            }
+        }
+    )+};
+}
+
+/// A fresh, empty directory under the system temp dir, unique per call: tests of several
+/// backends run at once in one process and must not share files.
+pub fn unique_temp_dir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("vheat-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 /// Path of a fixture file.
