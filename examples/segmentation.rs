@@ -3,12 +3,12 @@
 //! rings, bars; 4 classes with the background), printing the validation mIoU per epoch.
 //!
 //! ```text
-//! cargo run --release --example segmentation     # flex CPU: ~3 minutes on 2 busy cores
+//! cargo run --release --example segmentation     # flex CPU: about 2.5 minutes on 2 busy cores
 //! cargo run --release --features wgpu --example segmentation -- --device wgpu --epochs 10
 //! ```
 //!
-//! Options: `--device NAME` (flex, ndarray, wgpu, cuda), `--epochs N` (default 8), `--steps N`
-//! training steps per epoch (default 80), `--batch N` (default 16), `--size H` or `--size HxW`
+//! Options: `--device NAME` (flex, ndarray, wgpu, cuda), `--epochs N` (default 12), `--steps N`
+//! training steps per epoch (default 100), `--batch N` (default 16), `--size H` or `--size HxW`
 //! (default 64), `--lr X` (default 2e-3, with a 5% linear warm-up and cosine decay), `--seed N`.
 
 use std::time::Instant;
@@ -33,8 +33,8 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         device: "flex".into(),
-        epochs: 8,
-        steps: 80,
+        epochs: 12,
+        steps: 100,
         batch: 16,
         size: [64, 64],
         lr: 2e-3,

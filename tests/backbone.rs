@@ -1,9 +1,11 @@
 //! The dense-prediction checkpoint layout (`micro_backbone`): backbone weights under
 //! `backbone.` in a `{"state_dict": …}` file, next to detector keys, on a non-square 64×96 input.
 //!
-//! The per-level output norms (`outnorm{i}`) belong to the backbone API of a later change; here
-//! they are applied by the test itself, so the check is on the stages: every stage output of a
-//! non-square input, with each FVE resized bicubically to its map.
+//! The first test applies the per-level output norms (`outnorm{i}`) by hand, so its check is on
+//! the stages: every stage output of a non-square input, with each FVE resized bicubically to its
+//! map. The tests after it go through the backbone API: `VHeat::load_backbone`,
+//! `LoadOptions::backbone`, `forward_intermediates`, `feature_info`, `forward_head`,
+//! `reset_classifier`, output norms and `zero_pad_fve`.
 
 #[macro_use]
 mod common;
