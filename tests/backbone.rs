@@ -308,6 +308,17 @@ fn stage_selection_resolves_and_rejects() {
         vec![1, 3]
     );
     assert_eq!(Indices::from([-4]).resolve(4).unwrap(), vec![0]);
+    assert_eq!(
+        Indices::from(vec![3usize, 0]).resolve(4).unwrap(),
+        vec![0, 3]
+    );
+    assert_eq!(Indices::from(&[2usize][..]).resolve(4).unwrap(), vec![2]);
+    assert_eq!(
+        Indices::from(&[-2i32, 1][..]).resolve(4).unwrap(),
+        vec![1, 2]
+    );
+    let huge = Indices::from(vec![usize::MAX]).resolve(4).unwrap_err();
+    assert!(matches!(huge, Error::StageSelection { .. }), "{huge}");
     for bad in [
         Indices::Last(0),
         Indices::Last(5),

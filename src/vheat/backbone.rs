@@ -43,7 +43,8 @@ pub const OUTPUT_NORM_EPS: f64 = 1e-5;
 /// The maps always come back in network order (shallow to deep), each stage once, whatever the
 /// order of the list — as timm does; [`Indices::resolve`] gives the stage of every returned map.
 ///
-/// Conversions make the call sites short:
+/// Conversions make the call sites short: an integer is a count (`usize`), and a `Vec`, slice or
+/// array of `i64`, `i32` or `usize` is a list (an untyped literal list is taken as `i32`):
 /// ```
 /// use vheat::vheat::Indices;
 /// assert_eq!(Indices::from(2), Indices::Last(2));
@@ -51,6 +52,8 @@ pub const OUTPUT_NORM_EPS: f64 = 1e-5;
 /// assert_eq!(Indices::from(&[0i64, 1][..]), Indices::List(vec![0, 1]));
 /// assert_eq!(Indices::from([1, 2]).resolve(4).unwrap(), vec![1, 2]);
 /// assert_eq!(Indices::from(vec![-1, 0]).resolve(4).unwrap(), vec![0, 3]);
+/// let stages: Vec<usize> = vec![3, 1];
+/// assert_eq!(Indices::from(stages).resolve(4).unwrap(), vec![1, 3]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Indices {
@@ -84,6 +87,49 @@ impl From<&[i64]> for Indices {
 impl<const N: usize> From<[i64; N]> for Indices {
     fn from(v: [i64; N]) -> Self {
         Indices::List(v.to_vec())
+    }
+}
+
+/// Stage numbers as `i64`, a value beyond `i64::MAX` becoming one (out of range either way).
+fn to_i64<T: Copy + TryInto<i64>>(v: &[T]) -> Vec<i64> {
+    v.iter()
+        .map(|&i| i.try_into().unwrap_or(i64::MAX))
+        .collect()
+}
+
+impl From<Vec<i32>> for Indices {
+    fn from(v: Vec<i32>) -> Self {
+        Indices::List(to_i64(&v))
+    }
+}
+
+impl From<&[i32]> for Indices {
+    fn from(v: &[i32]) -> Self {
+        Indices::List(to_i64(v))
+    }
+}
+
+impl<const N: usize> From<[i32; N]> for Indices {
+    fn from(v: [i32; N]) -> Self {
+        Indices::List(to_i64(&v))
+    }
+}
+
+impl From<Vec<usize>> for Indices {
+    fn from(v: Vec<usize>) -> Self {
+        Indices::List(to_i64(&v))
+    }
+}
+
+impl From<&[usize]> for Indices {
+    fn from(v: &[usize]) -> Self {
+        Indices::List(to_i64(v))
+    }
+}
+
+impl<const N: usize> From<[usize; N]> for Indices {
+    fn from(v: [usize; N]) -> Self {
+        Indices::List(to_i64(&v))
     }
 }
 
