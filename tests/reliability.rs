@@ -940,3 +940,34 @@ fn grayscale_image_folder_feeds_a_three_channel_model(d) {
     assert_eq!(model.try_forward(x).unwrap().dims(), [1, 5]);
 }
 }
+
+/// An input on another backend than the model is a typed error, not a panic deep inside Burn.
+/// (Needs two backends in one build: runs when `wgpu` is compiled in, as in CI.)
+#[cfg(feature = "wgpu")]
+#[test]
+fn input_on_another_device_is_an_error() {
+    let cpu_device = cpu();
+    let gpu_device = test_device("wgpu");
+    let model = VHeatConfig::new(vec![1, 1, 1, 1], vec![8, 16, 32, 32])
+        .with_num_classes(3)
+        .with_img_size(32)
+        .init(&cpu_device);
+    let images = Tensor::<4>::zeros([1, 3, 32, 32], &gpu_device);
+    let err = model.try_forward(images).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert!(err.to_string().contains("model's device"), "{err}");
+    // The same input on the model's device runs.
+    let ok = Tensor::<4>::zeros([1, 3, 32, 32], &cpu_device);
+    assert_eq!(model.try_forward(ok).unwrap().dims(), [1, 3]);
+}
+
+/// A crop size of 0 does not panic in the image transforms: it is taken as 1.
+#[test]
+fn zero_crop_size_does_not_panic() {
+    use vheat::data::{EvalTransform, TrainTransform};
+    let img = image::RgbImage::from_pixel(5, 7, image::Rgb([10, 20, 30]));
+    assert_eq!(EvalTransform::new(0).apply(&img).len(), 3);
+    assert_eq!(EvalTransform::with_crop_pct(0, 0.9).apply(&img).len(), 3);
+    let mut rng = vheat::data::SplitMix64::new(1);
+    assert_eq!(TrainTransform::new(0).apply(&img, &mut rng).len(), 3);
+}

@@ -225,7 +225,9 @@ pub struct EvalTransform {
 
 impl EvalTransform {
     /// The reference's transform for input side `size`: resize to `int(256/224 · size)`.
+    /// A `size` of 0 is taken as 1 (there is no empty crop).
     pub fn new(size: u32) -> Self {
+        let size = size.max(1);
         Self {
             size,
             resize: ((256.0f64 / 224.0) * size as f64) as u32,
@@ -235,6 +237,7 @@ impl EvalTransform {
     /// timm's form with an explicit crop fraction: resize to `floor(size / crop_pct)`;
     /// `crop_pct = 1` resizes straight to `size` (no border is cut).
     pub fn with_crop_pct(size: u32, crop_pct: f64) -> Self {
+        let size = size.max(1);
         let crop_pct = if crop_pct > 0.0 && crop_pct <= 1.0 {
             crop_pct
         } else {
@@ -294,10 +297,10 @@ pub struct TrainTransform {
 }
 
 impl TrainTransform {
-    /// The default augmentation for output side `size`.
+    /// The default augmentation for output side `size` (0 is taken as 1).
     pub fn new(size: u32) -> Self {
         Self {
-            size,
+            size: size.max(1),
             scale: (0.08, 1.0),
             ratio: (3.0 / 4.0, 4.0 / 3.0),
             flip: 0.5,

@@ -136,7 +136,22 @@ impl VHeat {
     /// Like [`forward`](Self::forward) after [`check_input`](Self::check_input).
     pub fn try_forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
         self.check_input(&images.dims())?;
+        self.check_device(&images)?;
         Ok(self.forward(images))
+    }
+
+    /// Checks that `images` live on the model's device (Burn panics when an operation mixes
+    /// backends). Autodiff does not matter: a plain input into an autodiff model is fine.
+    pub fn check_device(&self, images: &Tensor<4>) -> Result<()> {
+        let (model, input) = (self.device(), images.device());
+        if model != input {
+            return Err(Error::InvalidInput {
+                what: "VHeat images".into(),
+                expected: format!("a tensor on the model's device {model:?}"),
+                found: format!("a tensor on {input:?}"),
+            });
+        }
+        Ok(())
     }
 
     /// Images → the unpooled map before the head, `[B, C_last, H/32, W/32]` (NCHW).
