@@ -226,7 +226,7 @@ impl VHeat {
     /// [`forward_intermediates_with`](Self::forward_intermediates_with) chooses explicitly.
     ///
     /// Errors: [`Error::StageSelection`] for indices that do not fit the model, and the input
-    /// errors of [`check_input`](Self::check_input).
+    /// errors of [`check_input`](Self::check_input) and [`check_device`](Self::check_device).
     pub fn forward_intermediates(
         &self,
         images: Tensor<4>,
@@ -260,6 +260,7 @@ impl VHeat {
             }
         }
         self.check_input(&images.dims())?;
+        self.check_device(&images)?;
         let deepest = *selected
             .last()
             .expect("resolve never returns an empty selection");
