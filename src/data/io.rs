@@ -31,6 +31,16 @@ fn read_error(path: &Path, reason: impl ToString) -> Error {
 /// [`Error::ImageRead`] naming the file when it cannot be opened or decoded.
 pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
+    let reader = open_image(path)?;
+    let img = reader.decode().map_err(|e| read_error(path, e))?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(read_error(path, "the image is empty (0 pixels)"));
+    }
+    Ok(img.to_rgb8())
+}
+
+/// Opens an image file and recognises its format from the content, not the extension.
+fn open_image(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
     let reader = image::ImageReader::open(path)
         .map_err(|e| read_error(path, e))?
         .with_guessed_format()
@@ -41,11 +51,7 @@ pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
             "not a PNG or JPEG image (unrecognised content)",
         ));
     }
-    let img = reader.decode().map_err(|e| read_error(path, e))?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(read_error(path, "the image is empty (0 pixels)"));
-    }
-    Ok(img.to_rgb8())
+    Ok(reader)
 }
 
 /// Reads only the header of a PNG or JPEG file: its `(width, height)`. Cheap; used to check a
@@ -55,16 +61,7 @@ pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
 /// [`Error::ImageRead`] when the file cannot be opened or its header is not a PNG or JPEG one.
 pub fn image_dimensions(path: impl AsRef<Path>) -> Result<(u32, u32)> {
     let path = path.as_ref();
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| read_error(path, e))?
-        .with_guessed_format()
-        .map_err(|e| read_error(path, e))?;
-    if reader.format().is_none() {
-        return Err(read_error(
-            path,
-            "not a PNG or JPEG image (unrecognised content)",
-        ));
-    }
+    let reader = open_image(path)?;
     let (w, h) = reader.into_dimensions().map_err(|e| read_error(path, e))?;
     if w == 0 || h == 0 {
         return Err(read_error(path, "the image is empty (0 pixels)"));

@@ -6,6 +6,8 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::error::Error;
+pub use crate::heat::bilinear_matrix;
+use crate::heat::{apply_along, bilinear_matrix_cached};
 
 /// Builds an [`FpnHead`].
 #[derive(Config, Debug)]
@@ -73,52 +75,21 @@ pub struct FpnHead {
     pub classifier: Conv2d,
 }
 
-/// The `[n_out, n_in]` matrix of a bilinear resampling along one axis, row-major, PyTorch's
-/// `F.interpolate(mode="bilinear", align_corners=False)` convention with the output size given:
-/// output sample `i` reads the source at `s = max((i + ½)·(n_in / n_out) − ½, 0)` and mixes
-/// `⌊s⌋` and `⌊s⌋ + 1` (clamped to the border) linearly.
-pub fn bilinear_matrix(n_out: usize, n_in: usize) -> Vec<f32> {
-    let mut m = vec![0.0f32; n_out * n_in];
-    if n_in == 0 {
-        return m;
-    }
-    // PyTorch computes the scale in the accumulation type (f32 for f32 tensors).
-    let scale = (n_in as f32 / n_out as f32) as f64;
-    for i in 0..n_out {
-        let src = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
-        let i0 = (src.floor() as usize).min(n_in - 1);
-        let i1 = (i0 + 1).min(n_in - 1);
-        let t = src - i0 as f64;
-        m[i * n_in + i0] += (1.0 - t) as f32;
-        m[i * n_in + i1] += t as f32;
-    }
-    m
-}
-
 /// Bilinear resize of an NCHW map to `[h, w]` (`align_corners = false`), as two matrix
 /// products ([`bilinear_matrix`] along each axis): the same values as Burn's `interpolate`, and
 /// differentiable on every backend — Burn's GPU backends have no bilinear backward pass.
 pub fn resize_bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
     let [_, _, xh, xw] = x.dims();
-    if (xh, xw) == (h, w) {
-        return x;
-    }
     let device = x.device();
-    let matrix = |rows: usize, cols: usize| -> Tensor<4> {
-        Tensor::from_data(
-            TensorData::new(bilinear_matrix(rows, cols), [1, 1, rows, cols]),
-            &device,
-        )
-    };
     let x = if xw == w {
         x
     } else {
-        x.matmul(matrix(w, xw).swap_dims(2, 3))
+        apply_along(x, 3, bilinear_matrix_cached(w, xw, &device))
     };
     if xh == h {
         x
     } else {
-        matrix(h, xh).matmul(x)
+        apply_along(x, 2, bilinear_matrix_cached(h, xh, &device))
     }
 }
 

@@ -15,6 +15,8 @@ pub(crate) enum Kind {
     FrequencySq,
     /// A bicubic resampling matrix `[n_out, n_in]`.
     Bicubic,
+    /// A bilinear resampling matrix `[n_out, n_in]`.
+    Bilinear,
 }
 
 struct Entry {

@@ -1,4 +1,5 @@
-//! Bicubic resampling as a matrix: how an FVE learned at one size is read at another.
+//! Resampling as a matrix: bicubic (how an FVE learned at one size is read at another) and
+//! bilinear (how dense-prediction heads upsample).
 //!
 //! PyTorch's `F.interpolate(mode="bicubic", align_corners=False)` is separable: along each axis,
 //! output sample `i` reads the source at `s = (i + ½)·(n_in / n_out) − ½` and mixes the four
@@ -54,5 +55,37 @@ pub fn bicubic_matrix(n_out: usize, n_in: usize, device: &Device) -> Tensor<2> {
             .map(|v| v as f32)
             .collect();
         Tensor::from_data(TensorData::new(data, [n_out, n_in]), d)
+    })
+}
+
+/// The `[n_out, n_in]` matrix of a bilinear resampling along one axis, row-major, PyTorch's
+/// `F.interpolate(mode="bilinear", align_corners=False)` convention with the output size given:
+/// output sample `i` reads the source at `s = max((i + ½)·(n_in / n_out) − ½, 0)` and mixes
+/// `⌊s⌋` and `⌊s⌋ + 1` (clamped to the border) linearly.
+pub fn bilinear_matrix(n_out: usize, n_in: usize) -> Vec<f32> {
+    let mut m = vec![0.0f32; n_out * n_in];
+    if n_in == 0 {
+        return m;
+    }
+    // PyTorch computes the scale in the accumulation type (f32 for f32 tensors).
+    let scale = (n_in as f32 / n_out as f32) as f64;
+    for i in 0..n_out {
+        let src = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(n_in - 1);
+        let i1 = (i0 + 1).min(n_in - 1);
+        let t = src - i0 as f64;
+        m[i * n_in + i0] += (1.0 - t) as f32;
+        m[i * n_in + i1] += t as f32;
+    }
+    m
+}
+
+/// [`bilinear_matrix`] as a cached `[n_out, n_in]` tensor on `device`.
+pub fn bilinear_matrix_cached(n_out: usize, n_in: usize, device: &Device) -> Tensor<2> {
+    get_or_build(Kind::Bilinear, [n_out, n_in], device, |d| {
+        Tensor::from_data(
+            TensorData::new(bilinear_matrix(n_out, n_in), [n_out, n_in]),
+            d,
+        )
     })
 }
