@@ -11,8 +11,11 @@
 //! - `--batch N` (default 1)
 //! - `--backend flex|ndarray|wgpu|cuda` (default `flex`)
 //! - `--form trainable|inference|both` (default `both`)
+//! - `--dtype f32|f16|bf16` float type of weights and activations (default `f32`)
 //! - `--warmup N` untimed passes (default 2), `--iters N` timed passes (default 5)
 //!
+//! Beside img/s it prints the achieved GFLOP/s: 2 × the form's multiply-accumulates
+//! ([`VHeatConfig::macs`], fvcore's count, as in the reference's published GFLOPs) × images / s.
 //! It prints images per second (mean over the timed passes, with the fastest and slowest pass)
 //! and the process's peak resident memory (`VmHWM`) after each form, which on a CPU backend is the
 //! peak memory of the model and its activations. On a GPU backend it also prints what the
@@ -21,7 +24,8 @@
 use std::time::Instant;
 
 use burn::prelude::*;
-use vheat::{VHeat, VHeatConfig};
+use burn::tensor::FloatDType;
+use vheat::{Form, MacCount, VHeat, VHeatConfig};
 
 struct Args {
     config: String,
@@ -30,6 +34,7 @@ struct Args {
     batch: usize,
     backend: String,
     form: String,
+    dtype: String,
     warmup: usize,
     iters: usize,
 }
@@ -42,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         batch: 1,
         backend: "flex".into(),
         form: "both".into(),
+        dtype: "f32".into(),
         warmup: 2,
         iters: 5,
     };
@@ -61,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => a.batch = num(value()?)?,
             "--backend" => a.backend = value()?,
             "--form" => a.form = value()?,
+            "--dtype" => a.dtype = value()?,
             "--warmup" => a.warmup = num(value()?)?,
             "--iters" => a.iters = num(value()?)?.max(1),
             "-h" | "--help" => {
@@ -81,7 +88,7 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn time_form(model: &VHeat, x: &Tensor<4>, args: &Args, label: &str) {
+fn time_form(model: &VHeat, x: &Tensor<4>, args: &Args, label: &str, macs: MacCount) {
     let run = || {
         let y = model.forward(x.clone());
         // Reading the result back waits for the device to finish.
@@ -100,8 +107,9 @@ fn time_form(model: &VHeat, x: &Tensor<4>, args: &Args, label: &str) {
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
     let max = times.iter().cloned().fold(0.0, f64::max);
     let ips = args.batch as f64 / mean;
+    let gflops = macs.flops(args.batch) / mean / 1e9;
     print!(
-        "{label:<10} {ips:8.2} img/s  ({:.1} ms/batch, fastest {:.1}, slowest {:.1})",
+        "{label:<10} {ips:8.2} img/s  {gflops:6.1} GFLOP/s  ({:.1} ms/batch, fastest {:.1}, slowest {:.1})",
         mean * 1e3,
         min * 1e3,
         max * 1e3
@@ -123,15 +131,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         name @ ("tiny" | "small" | "base") => VHeatConfig::by_name(name)?,
         path => VHeatConfig::load(path)?,
     };
+    let dtype = match args.dtype.as_str() {
+        "f32" => FloatDType::F32,
+        "f16" => FloatDType::F16,
+        "bf16" => FloatDType::BF16,
+        other => return Err(format!("--dtype {other}: expected f32, f16 or bf16").into()),
+    };
     let model = config.try_init(&device)?;
     println!(
-        "{} | {} params | input {}x{}x{}x{} | backend {} ({:?}) | {} threads",
+        "{} | {} params | input {}x{}x{}x{} {} | backend {} ({:?}) | {} threads",
         args.config,
         model.num_params(),
         args.batch,
         config.in_chans,
         args.height,
         args.width,
+        args.dtype,
         args.backend,
         device,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -143,11 +158,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     model.check_input(&x.dims())?;
     if args.form == "trainable" || args.form == "both" {
-        time_form(&model, &x, &args, "trainable");
+        let macs = config.macs(args.height, args.width, Form::Ordinary)?;
+        time_form(
+            &model.with_float_dtype(dtype)?,
+            &x,
+            &args,
+            "trainable",
+            macs,
+        );
     }
     if args.form == "inference" || args.form == "both" {
-        let fast = model.to_inference(args.height, args.width)?;
-        time_form(&fast, &x, &args, "inference");
+        // The decay is precomputed in float32, then cast with the rest of the weights.
+        let fast = model
+            .to_inference(args.height, args.width)?
+            .with_float_dtype(dtype)?;
+        let macs = config.macs(args.height, args.width, Form::Inference)?;
+        time_form(&fast, &x, &args, "inference", macs);
     }
     Ok(())
 }

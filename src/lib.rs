@@ -52,6 +52,6 @@ pub use error::{Error, Result};
 pub use hco::{FrequencyEmbedding, FrequencyEmbeddingConfig, HeatConduction, HeatConductionConfig};
 pub use load_report::LoadReport;
 pub use vheat::{
-    Downsample, DropPath, FeatureInfo, Head, HeatBlock, HeatBlockConfig, Indices, OutputNorm,
-    Stage, Stem, VHeat, VHeatConfig,
+    Downsample, DropPath, FeatureInfo, Form, Head, HeatBlock, HeatBlockConfig, Indices, MacCount,
+    OutputNorm, Stage, Stem, VHeat, VHeatConfig,
 };
