@@ -5,7 +5,7 @@
 //! on them.
 //!
 //! Benchmark ids are `vheat/<config>/<size>/b<batch>/<form>`, for example
-//! `vheat/tiny/224/b1/inference`. The whole set is 44 points; the large ones take many seconds
+//! `vheat/tiny/224/b1/inference`. The whole set is 40 points; the large ones take many seconds
 //! per call (vHeat-B at 512², batch 8, is minutes per sample on 2 cores), so run a subset with
 //! criterion's filter, a regular expression matched against the id:
 //!
