@@ -23,6 +23,12 @@
 
 use std::time::Instant;
 
+/// mimalloc keeps freed pages for reuse. With the system allocator (glibc), every activation
+/// above 32 MiB is a fresh `mmap`, and on virtual machines each first touch of a page is a
+/// costly fault: see the README's Performance section for the measured difference.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use vheat::{Form, MacCount, VHeat, VHeatConfig};

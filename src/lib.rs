@@ -43,6 +43,7 @@ pub mod dense;
 pub mod device;
 pub mod hco;
 pub mod heat;
+pub mod kernels;
 pub mod train;
 pub mod vheat;
 pub mod weights;

@@ -5,9 +5,10 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::{relu, silu};
+use burn::tensor::activation::relu;
 
 use crate::heat::{dct2d, frequency_sq, idct2d};
+use crate::kernels::{depthwise_conv3x3_nhwc, silu_gate};
 
 /// Builds a [`HeatConduction`] operator.
 #[derive(Config, Debug)]
@@ -119,10 +120,11 @@ impl HeatConduction {
     /// not `[H, W, C]`. [`crate::VHeat::try_forward`] validates these before running.
     pub fn forward_channels_last(&self, x: Tensor<4>, fve: Option<Tensor<3>>) -> Tensor<4> {
         let [_, h, w, c] = x.dims();
-        let x = self
-            .dwconv
-            .forward(x.permute([0, 3, 1, 2]))
-            .permute([0, 2, 3, 1]);
+        let x = depthwise_conv3x3_nhwc(
+            x,
+            self.dwconv.weight.val(),
+            self.dwconv.bias.as_ref().map(|b| b.val()),
+        );
         let xz = self.linear.forward(x);
         let mut halves = xz.chunk(2, 3);
         let z = halves.pop().expect("chunk(2) gives two halves");
@@ -135,7 +137,7 @@ impl HeatConduction {
         debug_assert_eq!(decay.dims(), [1, h, w, c]);
         let x = idct2d(dct2d(x) * decay);
 
-        let x = self.out_norm.forward(x) * silu(z);
+        let x = silu_gate(self.out_norm.forward(x), z);
         self.out_linear.forward(x)
     }
 

@@ -11,7 +11,7 @@ use super::pointwise::PointwiseConv;
 pub struct Mlp {
     /// Expansion `C → hidden`.
     pub fc1: PointwiseConv,
-    /// Exact (erf) GELU.
+    /// Exact (erf) GELU (run through [`crate::kernels::gelu`], which is the same function).
     pub act: Gelu,
     /// Projection `hidden → C`.
     pub fc2: PointwiseConv,
@@ -29,6 +29,6 @@ impl Mlp {
 
     /// `[B, H, W, C]` → `[B, H, W, C]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+        self.fc2.forward(crate::kernels::gelu(self.fc1.forward(x)))
     }
 }

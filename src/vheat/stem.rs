@@ -15,7 +15,7 @@ pub struct Stem {
     pub conv1: Conv2d,
     /// LayerNorm over channels, eps 1e-6.
     pub norm1: LayerNorm,
-    /// Exact GELU.
+    /// Exact GELU (run through [`crate::kernels::gelu`], which is the same function).
     pub act: Gelu,
     /// `dim/2 → dim`, 3×3, stride 2, padding 1.
     pub conv2: Conv2d,
@@ -66,7 +66,7 @@ impl Stem {
             x.cast(burn::tensor::FloatDType::from(dtype))
         };
         let x = norm_nchw(&self.norm1, self.conv1.forward(x));
-        let x = self.act.forward(x);
+        let x = crate::kernels::gelu(x);
         norm_nchw(&self.norm2, self.conv2.forward(x))
     }
 
