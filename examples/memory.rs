@@ -1,0 +1,185 @@
+//! Peak memory of vHeat inference against a stack of self-attention blocks of the same widths
+//! at the same map sizes, each measured in its own process as the peak resident set (`VmHWM`).
+//!
+//! ```text
+//! cargo run --release --features wgpu --example memory -- --model vheat --config base --size 768
+//! cargo run --release --features wgpu --example memory -- --model attention --config base --size 768
+//! ```
+//!
+//! - `--model vheat`: the configuration's model in the inference form, batch 1, one forward.
+//! - `--model attention`: the same four map sizes and widths (`C·2^i` channels at `size/4/2^i`),
+//!   one pre-norm self-attention block per stage (`x + out(MHSA(LayerNorm(x)))`, heads of 32
+//!   channels, Burn's `burn::tensor::module::attention`) plus the same MLP (ratio 4) —
+//!   sequential blocks free their inputs, so more blocks per stage do not raise the peak.
+//!   `--kernel tiled` (default) uses Burn's attention, which on flex never stores the score
+//!   matrix; `--kernel stored` computes `softmax(QKᵀ/√d)·V` with the `[heads, N, N]` scores in
+//!   memory, as eager PyTorch and Burn's `nn::attention::MultiHeadAttention` do.
+//!   `--from-stage i` skips the stages before `i` (a stored first stage at 768² needs 20 GiB).
+//!
+//! Both print the peak RSS before and after the forward pass; the difference is the working
+//! memory of activations. They also print what a plain attention kernel that stores the score
+//! matrix (as PyTorch's eager `softmax(QKᵀ)V` and Burn's `nn::attention::MultiHeadAttention` do)
+//! would need for the first stage's scores alone: `heads · N² · 4` bytes.
+
+use std::time::Instant;
+
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::Distribution;
+use vheat::VHeatConfig;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Peak resident set size of this process in MiB (Linux).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// `x + out(MHSA(norm(x)))`, then `x + fc2(GELU(fc1(norm2(x))))`, on `[1, L, C]`.
+struct AttentionBlock {
+    norm: LayerNorm,
+    qkv: Linear,
+    out: Linear,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+    stored: bool,
+}
+
+impl AttentionBlock {
+    fn new(width: usize, stored: bool, device: &Device) -> Self {
+        Self {
+            norm: LayerNormConfig::new(width).init(device),
+            qkv: LinearConfig::new(width, 3 * width).init(device),
+            out: LinearConfig::new(width, width).init(device),
+            norm2: LayerNormConfig::new(width).init(device),
+            fc1: LinearConfig::new(width, 4 * width).init(device),
+            fc2: LinearConfig::new(4 * width, width).init(device),
+            heads: (width / 32).max(1),
+            stored,
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, l, c] = x.dims();
+        let hd = c / self.heads;
+        let qkv: Tensor<5> = self
+            .qkv
+            .forward(self.norm.forward(x.clone()))
+            .reshape([b, l, 3, self.heads, hd])
+            .permute([2, 0, 3, 1, 4]);
+        let mut parts = qkv
+            .chunk(3, 0)
+            .into_iter()
+            .map(|t| t.reshape([b, self.heads, l, hd]));
+        let (q, k, v) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let o = if self.stored {
+            let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
+            burn::tensor::activation::softmax(scores, 3).matmul(v)
+        } else {
+            attention(q, k, v, None, None, AttentionModuleOptions::default())
+        };
+        let x = x + self.out.forward(o.swap_dims(1, 2).reshape([b, l, c]));
+        let h = vheat::kernels::gelu(self.fc1.forward(self.norm2.forward(x.clone())));
+        x + self.fc2.forward(h)
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut model = "vheat".to_string();
+    let mut config = "base".to_string();
+    let mut size = 768usize;
+    let mut from_stage = 0usize;
+    let mut stored = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--model" => model = value,
+            "--config" => config = value,
+            "--size" => size = value.parse()?,
+            "--from-stage" => from_stage = value.parse()?,
+            "--kernel" => {
+                stored = match value.as_str() {
+                    "tiled" => false,
+                    "stored" => true,
+                    other => return Err(format!("--kernel {other}: tiled or stored").into()),
+                }
+            }
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    let device = Device::flex();
+    let cfg = VHeatConfig::by_name(&config)?;
+    let sides: Vec<usize> = (0..cfg.num_stages()).map(|i| (size / 4) >> i).collect();
+    let n0 = (sides[0] * sides[0]) as f64;
+    let heads0 = (cfg.dims[0] / 32).max(1) as f64;
+    println!(
+        "{config} at {size}²: stage maps {sides:?}, widths {:?}; a stored first-stage score \
+         matrix would take {:.1} GiB",
+        cfg.dims,
+        heads0 * n0 * n0 * 4.0 / (1u64 << 30) as f64
+    );
+    let start = Instant::now();
+    match model.as_str() {
+        "vheat" => {
+            let m = cfg.try_init(&device)?.to_inference(size, size)?;
+            let x = Tensor::<4>::random([1, 3, size, size], Distribution::Default, &device);
+            let before = peak_rss_mib();
+            let y = m.try_forward(x)?.into_data();
+            println!(
+                "vheat     peak RSS {before:.0} MiB with weights, {:.0} MiB after the forward pass ({} logits, {:.1} s)",
+                peak_rss_mib(),
+                y.num_elements(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        "attention" => {
+            let blocks: Vec<AttentionBlock> = cfg
+                .dims
+                .iter()
+                .map(|&c| AttentionBlock::new(c, stored, &device))
+                .collect();
+            let before = peak_rss_mib();
+            for (i, (block, &side)) in blocks.iter().zip(&sides).enumerate() {
+                if i < from_stage {
+                    continue;
+                }
+                let x = Tensor::<3>::random(
+                    [1, side * side, cfg.dims[i]],
+                    Distribution::Default,
+                    &device,
+                );
+                let t = Instant::now();
+                let _ = block.forward(x).into_data();
+                println!(
+                    "attention ({}) stage {i}: {side}² tokens, width {}: {:.1} s, peak RSS so far {:.0} MiB",
+                    if stored { "stored scores" } else { "tiled" },
+                    cfg.dims[i],
+                    t.elapsed().as_secs_f64(),
+                    peak_rss_mib()
+                );
+            }
+            println!(
+                "attention peak RSS {before:.0} MiB with weights, {:.0} MiB after the forward pass",
+                peak_rss_mib()
+            );
+        }
+        other => return Err(format!("--model {other}: expected vheat or attention").into()),
+    }
+    Ok(())
+}
