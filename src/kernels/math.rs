@@ -19,7 +19,11 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 pub fn exp(x: f32) -> f32 {
     let nan = x.is_nan();
     let x = x.clamp_finite(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND_MAGIC) - ROUND_MAGIC;
+    // `shifted`'s low mantissa bits hold round(x·log₂e) as an integer (offset by the magic
+    // number's own bits), so 2ⁿ is built with integer operations only: a float-to-int `as`
+    // cast would saturate and check for NaN lane by lane, which keeps the loop from vectorising.
+    let shifted = x * std::f32::consts::LOG2_E + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0 / 5040.0;
     let p = p * r + 1.0 / 720.0;
@@ -29,7 +33,13 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
+    let scale = f32::from_bits(
+        shifted
+            .to_bits()
+            .wrapping_sub(ROUND_MAGIC.to_bits())
+            .wrapping_add(127)
+            << 23,
+    );
     if nan {
         f32::NAN
     } else {
