@@ -16,8 +16,8 @@
 //!   memory, as eager PyTorch and Burn's `nn::attention::MultiHeadAttention` do.
 //!   `--from-stage i` skips the stages before `i` (a stored first stage at 768² needs 20 GiB).
 //!
-//! Both print the peak RSS before and after the forward pass; the difference is the working
-//! memory of activations. They also print what a plain attention kernel that stores the score
+//! Both print the resident memory just before the forward pass (weights and input) and the peak
+//! after it; the difference is the peak working memory of the activations. They also print what a plain attention kernel that stores the score
 //! matrix (as PyTorch's eager `softmax(QKᵀ)V` and Burn's `nn::attention::MultiHeadAttention` do)
 //! would need for the first stage's scores alone: `heads · N² · 4` bytes.
 
@@ -33,15 +33,24 @@ use vheat::VHeatConfig;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Peak resident set size of this process in MiB (Linux).
-fn peak_rss_mib() -> f64 {
+/// A memory figure of this process from `/proc/self/status` in MiB (Linux): `VmHWM` (peak
+/// resident set) or `VmRSS` (resident now).
+fn status_mib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+            let line = s.lines().find(|l| l.starts_with(key))?.to_owned();
             line.split_whitespace().nth(1)?.parse::<f64>().ok()
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
 }
 
 /// `x + out(MHSA(norm(x)))`, then `x + fc2(GELU(fc1(norm2(x))))`, on `[1, L, C]`.
@@ -139,11 +148,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "vheat" => {
             let m = cfg.try_init(&device)?.to_inference(size, size)?;
             let x = Tensor::<4>::random([1, 3, size, size], Distribution::Default, &device);
-            let before = peak_rss_mib();
+            let before = rss_mib();
             let y = m.try_forward(x)?.into_data();
+            let peak = peak_rss_mib();
             println!(
-                "vheat     peak RSS {before:.0} MiB with weights, {:.0} MiB after the forward pass ({} logits, {:.1} s)",
-                peak_rss_mib(),
+                "vheat     resident {before:.0} MiB before the forward pass, peak {peak:.0} MiB: \
+                 {:.0} MiB of activations ({} logits, {:.1} s)",
+                peak - before,
                 y.num_elements(),
                 start.elapsed().as_secs_f64()
             );
@@ -154,7 +165,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .map(|&c| AttentionBlock::new(c, stored, &device))
                 .collect();
-            let before = peak_rss_mib();
+            let before = rss_mib();
             for (i, (block, &side)) in blocks.iter().zip(&sides).enumerate() {
                 if i < from_stage {
                     continue;
@@ -174,9 +185,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     peak_rss_mib()
                 );
             }
+            let peak = peak_rss_mib();
             println!(
-                "attention peak RSS {before:.0} MiB with weights, {:.0} MiB after the forward pass",
-                peak_rss_mib()
+                "attention resident {before:.0} MiB before the forward pass, peak {peak:.0} MiB: \
+                 {:.0} MiB of activations",
+                peak - before
             );
         }
         other => return Err(format!("--model {other}: expected vheat or attention").into()),

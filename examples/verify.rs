@@ -17,6 +17,10 @@ use std::time::Instant;
 use burn::prelude::*;
 use vheat::{VHeat, VHeatConfig};
 
+/// mimalloc reuses freed pages; see the README's Performance section.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Fixture = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn read_fixture(path: &Path) -> Result<Fixture, Box<dyn std::error::Error>> {
