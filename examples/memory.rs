@@ -25,10 +25,14 @@ use std::time::Instant;
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Distribution;
 use vheat::VHeatConfig;
+
+// The attention itself is the benches' (`benches/support/blocks.rs`); only
+// `multi_head_attention` is used here.
+#[allow(dead_code)]
+#[path = "../benches/support/blocks.rs"]
+mod blocks;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -80,29 +84,10 @@ impl AttentionBlock {
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, l, c] = x.dims();
-        let hd = c / self.heads;
-        let qkv: Tensor<5> = self
-            .qkv
-            .forward(self.norm.forward(x.clone()))
-            .reshape([b, l, 3, self.heads, hd])
-            .permute([2, 0, 3, 1, 4]);
-        let mut parts = qkv
-            .chunk(3, 0)
-            .into_iter()
-            .map(|t| t.reshape([b, self.heads, l, hd]));
-        let (q, k, v) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-        let o = if self.stored {
-            let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
-            burn::tensor::activation::softmax(scores, 3).matmul(v)
-        } else {
-            attention(q, k, v, None, None, AttentionModuleOptions::default())
-        };
-        let x = x + self.out.forward(o.swap_dims(1, 2).reshape([b, l, c]));
+        let qkv = self.qkv.forward(self.norm.forward(x.clone()));
+        let x = x + self
+            .out
+            .forward(blocks::multi_head_attention(qkv, self.heads, self.stored));
         let h = vheat::kernels::gelu(self.fc1.forward(self.norm2.forward(x.clone())));
         x + self.fc2.forward(h)
     }

@@ -77,26 +77,39 @@ impl AttentionBlock {
 
     /// `[B, L, C]` → `[B, L, C]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, l, c] = x.dims();
-        let hd = c / self.heads;
         let qkv = self.qkv.forward(self.norm.forward(x.clone()));
-        // [B, L, 3C] → [3, B, heads, L, head_dim]
-        let qkv: Tensor<5> = qkv
-            .reshape([b, l, 3, self.heads, hd])
-            .permute([2, 0, 3, 1, 4]);
-        let mut parts = qkv
-            .chunk(3, 0)
-            .into_iter()
-            .map(|t| t.reshape([b, self.heads, l, hd]));
-        let (q, k, v) = (
-            parts.next().expect("q"),
-            parts.next().expect("k"),
-            parts.next().expect("v"),
-        );
-        let o = attention(q, k, v, None, None, AttentionModuleOptions::default());
-        let o = o.swap_dims(1, 2).reshape([b, l, c]);
-        x + self.out.forward(o)
+        x + self
+            .out
+            .forward(multi_head_attention(qkv, self.heads, false))
     }
+}
+
+/// Self-attention of a fused projection `qkv` (`[B, L, 3C]`, as `[q | k | v]`) with `heads`
+/// heads: `[B, L, C]`. With `stored_scores` it computes `softmax(QKᵀ/√d)·V` with the
+/// `[B, heads, L, L]` scores in memory (as eager PyTorch does); otherwise Burn's
+/// `module::attention`, which on flex tiles them.
+pub fn multi_head_attention(qkv: Tensor<3>, heads: usize, stored_scores: bool) -> Tensor<3> {
+    let [b, l, c3] = qkv.dims();
+    let c = c3 / 3;
+    let hd = c / heads;
+    // [B, L, 3C] → [3, B, heads, L, head_dim]
+    let qkv: Tensor<5> = qkv.reshape([b, l, 3, heads, hd]).permute([2, 0, 3, 1, 4]);
+    let mut parts = qkv
+        .chunk(3, 0)
+        .into_iter()
+        .map(|t| t.reshape([b, heads, l, hd]));
+    let (q, k, v) = (
+        parts.next().expect("q"),
+        parts.next().expect("k"),
+        parts.next().expect("v"),
+    );
+    let o = if stored_scores {
+        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
+        burn::tensor::activation::softmax(scores, 3).matmul(v)
+    } else {
+        attention(q, k, v, None, None, AttentionModuleOptions::default())
+    };
+    o.swap_dims(1, 2).reshape([b, l, c])
 }
 
 /// Least-squares slope of `ln t` on `ln n`: the exponent `p` in `t ∝ n^p`.

@@ -51,61 +51,59 @@ pub fn depthwise_conv3x3_nhwc(
         .enumerate()
         .for_each(|(row, out_row)| {
             let (n, i) = (row / h, row % h);
-            let plane = &input[n * h * row_len..(n + 1) * h * row_len];
-            conv_row(plane, out_row, &taps, &bias, i, h, w, c);
+            let job = Row {
+                plane: &input[n * h * row_len..(n + 1) * h * row_len],
+                taps: &taps,
+                bias: &bias,
+                i,
+                h,
+                w,
+                c,
+            };
+            conv_row(&job, out_row);
         });
     Tensor::from_data(TensorData::new(out, [b, h, w, c]), &device)
 }
 
-/// One output row `i` of one image (`plane` is that image, `[H, W, C]`).
-#[allow(clippy::too_many_arguments)]
-fn conv_row(
-    plane: &[f32],
-    out_row: &mut [f32],
-    taps: &[f32],
-    bias: &[f32],
+/// One output row to compute: row `i` of one image `plane` (`[H, W, C]`), with the taps as
+/// `[9][C]` and the bias `[C]`.
+struct Row<'a> {
+    plane: &'a [f32],
+    taps: &'a [f32],
+    bias: &'a [f32],
     i: usize,
     h: usize,
     w: usize,
     c: usize,
-) {
+}
+
+fn conv_row(job: &Row, out_row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function was compiled for.
-        unsafe { conv_row_avx2(plane, out_row, taps, bias, i, h, w, c) };
+        unsafe { conv_row_avx2(job, out_row) };
         return;
     }
-    conv_row_generic(plane, out_row, taps, bias, i, h, w, c)
+    conv_row_generic(job, out_row)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_row_avx2(
-    plane: &[f32],
-    out_row: &mut [f32],
-    taps: &[f32],
-    bias: &[f32],
-    i: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-) {
-    conv_row_generic(plane, out_row, taps, bias, i, h, w, c)
+unsafe fn conv_row_avx2(job: &Row, out_row: &mut [f32]) {
+    conv_row_generic(job, out_row)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn conv_row_generic(
-    plane: &[f32],
-    out_row: &mut [f32],
-    taps: &[f32],
-    bias: &[f32],
-    i: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-) {
+fn conv_row_generic(job: &Row, out_row: &mut [f32]) {
+    let &Row {
+        plane,
+        taps,
+        bias,
+        i,
+        h,
+        w,
+        c,
+    } = job;
     for j in 0..w {
         let out = &mut out_row[j * c..(j + 1) * c];
         out.copy_from_slice(bias);
