@@ -50,7 +50,9 @@ impl HeatConductionConfig {
 ///   `infer_mode`), `to_k` is gone and the FVE argument is ignored.
 #[derive(Module, Debug)]
 pub struct HeatConduction {
-    /// Depthwise 3×3 convolution (padding 1), `[C, 1, 3, 3]`.
+    /// Depthwise 3×3 convolution (stride 1, padding 1), `[C, 1, 3, 3]`. The forward pass uses
+    /// its weight and bias through [`crate::kernels::depthwise_conv3x3_nhwc`] on the
+    /// channels-last map, so its stride/padding settings are those, whatever the module says.
     pub dwconv: Conv2d,
     /// Linear C → 2C producing the field `x` and the gate `z`.
     pub linear: Linear,
@@ -125,10 +127,19 @@ impl HeatConduction {
             self.dwconv.weight.val(),
             self.dwconv.bias.as_ref().map(|b| b.val()),
         );
-        let xz = self.linear.forward(x);
-        let mut halves = xz.chunk(2, 3);
-        let z = halves.pop().expect("chunk(2) gives two halves");
-        let x = halves.pop().expect("chunk(2) gives two halves");
+        // `linear` (C → 2C) as two products, one per half: each output is contiguous (no copy of
+        // a strided half before the DCT), and on the CPU two [C, C] products ran faster than one
+        // [C, 2C] (vHeat-T, batch 8: 5.6–6.0 against 4.9–5.4 img/s, interleaved).
+        let weight = self.linear.weight.val();
+        let bias = self.linear.bias.as_ref().map(|b| b.val());
+        let half = |i: usize| {
+            burn::tensor::module::linear(
+                x.clone(),
+                weight.clone().slice([0..c, i * c..(i + 1) * c]),
+                bias.clone().map(|b| b.slice([i * c..(i + 1) * c])),
+            )
+        };
+        let (x, z) = (half(0), half(1));
 
         let decay = self
             .decay(fve)
