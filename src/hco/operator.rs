@@ -135,8 +135,8 @@ impl HeatConduction {
         let half = |i: usize| {
             burn::tensor::module::linear(
                 x.clone(),
-                weight.clone().slice([0..c, i * c..(i + 1) * c]),
-                bias.clone().map(|b| b.slice([i * c..(i + 1) * c])),
+                weight.clone().narrow(1, i * c, c),
+                bias.clone().map(|b| b.narrow(0, i * c, c)),
             )
         };
         let (x, z) = (half(0), half(1));
