@@ -40,7 +40,7 @@ pub fn silu_gate<const D: usize>(a: Tensor<D>, z: Tensor<D>) -> Tensor<D> {
         .par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK))
         .for_each(|(a, z)| silu_gate_slice(a, z));
-    Tensor::from_data(out, &device)
+    Tensor::from_data(out, (&device, burn::tensor::DType::F32))
 }
 
 #[inline(always)]

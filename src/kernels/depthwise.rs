@@ -62,7 +62,10 @@ pub fn depthwise_conv3x3_nhwc(
             };
             conv_row(&job, out_row);
         });
-    Tensor::from_data(TensorData::new(out, [b, h, w, c]), &device)
+    Tensor::from_data(
+        TensorData::new(out, [b, h, w, c]),
+        (&device, burn::tensor::DType::F32),
+    )
 }
 
 /// One output row to compute: row `i` of one image `plane` (`[H, W, C]`), with the taps as

@@ -53,5 +53,5 @@ fn map_in_place<const D: usize>(x: Tensor<D>, f: fn(&mut [f32])) -> Tensor<D> {
         .as_mut_slice()
         .expect("on_host guarantees a float32 tensor");
     values.par_chunks_mut(CHUNK).for_each(f);
-    Tensor::from_data(data, &device)
+    Tensor::from_data(data, (&device, DType::F32))
 }
