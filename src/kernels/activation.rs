@@ -10,7 +10,8 @@ use super::{map_in_place, on_host, CHUNK};
 ///
 /// On the host fast path `1 + erf(x/√2)` is computed as `erfc(|x|/√2)` for `x < 0` and
 /// `2 − erfc(x/√2)` otherwise, which is accurate in both tails; the result is within
-/// 1.1e-7·max(1, |x|) of the float64 value (measured over [−12, 12]). Elsewhere it is Burn's `activation::gelu`.
+/// 1.1e-7·max(1, |x|) of the float64 value (measured over [−12, 12]). Elsewhere it is Burn's
+/// `activation::gelu`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if on_host(&x) {
         map_in_place(x, gelu_slice)
