@@ -34,27 +34,18 @@ use vheat::VHeatConfig;
 #[path = "../benches/support/blocks.rs"]
 mod blocks;
 
+#[path = "support/proc_status.rs"]
+mod proc_status;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A memory figure of this process from `/proc/self/status` in MiB (Linux): `VmHWM` (peak
-/// resident set) or `VmRSS` (resident now).
-fn status_mib(key: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with(key))?.to_owned();
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 fn peak_rss_mib() -> f64 {
-    status_mib("VmHWM:")
+    proc_status::status_mib("VmHWM:").unwrap_or(f64::NAN)
 }
 
 fn rss_mib() -> f64 {
-    status_mib("VmRSS:")
+    proc_status::status_mib("VmRSS:").unwrap_or(f64::NAN)
 }
 
 /// `x + out(MHSA(norm(x)))`, then `x + fc2(GELU(fc1(norm2(x))))`, on `[1, L, C]`.

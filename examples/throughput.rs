@@ -29,6 +29,9 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "support/proc_status.rs"]
+mod proc_status;
+
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use vheat::{Form, MacCount, VHeat, VHeatConfig};
@@ -88,10 +91,7 @@ fn parse_args() -> Result<Args, String> {
 
 /// Peak resident set size of this process in MiB (Linux), if known.
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    proc_status::status_mib("VmHWM:")
 }
 
 fn time_form(model: &VHeat, x: &Tensor<4>, args: &Args, label: &str, macs: MacCount) {
