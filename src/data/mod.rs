@@ -22,6 +22,7 @@
 //! ```
 
 mod batch;
+mod digits;
 mod folder;
 mod io;
 mod rng;
@@ -29,6 +30,7 @@ mod synthetic;
 mod transform;
 
 pub use batch::{ImageBatch, ImageBatcher, ImageItem};
+pub use digits::{Digits, DIGITS_VAL_EVERY};
 pub use folder::{FolderDataset, ImageFolder, Sample, Transform};
 pub use io::{
     has_image_extension, heat_colour, heat_map, hstack, image_dimensions, load_rgb, save_png,

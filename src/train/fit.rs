@@ -11,6 +11,7 @@ use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining};
 use serde::{Deserialize, Serialize};
 
+use super::checkpointer::{resumable_checkpoint, AtomicFileCheckpointer};
 use super::classifier::ImageClassifier;
 use super::optim::adamw_for;
 use super::progress::{EpochRecord, ProgressPrinter};
@@ -49,6 +50,15 @@ pub struct TrainingConfig {
     pub num_workers: usize,
     /// Seed of the data order and of the stochastic-depth masks.
     pub seed: u64,
+    /// Batches whose gradients are summed before each optimizer step (1 = every batch): an
+    /// effective batch of `batch_size × grad_accumulation` on a machine that holds only
+    /// `batch_size` images at once. The schedule counts optimizer steps.
+    #[serde(default = "one")]
+    pub grad_accumulation: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TrainingConfig {
@@ -66,6 +76,7 @@ impl Default for TrainingConfig {
             clip_grad: Some(5.0),
             num_workers: 1,
             seed: 0,
+            grad_accumulation: 1,
         }
     }
 }
@@ -82,6 +93,9 @@ impl TrainingConfig {
         }
         if self.batch_size == 0 {
             return bad("`batch_size` is 0".into());
+        }
+        if self.grad_accumulation == 0 {
+            return bad("`grad_accumulation` is 0 (1 means a step after every batch)".into());
         }
         for (name, v) in [
             ("lr", self.lr),
@@ -179,25 +193,10 @@ impl FitReport {
 }
 
 /// The newest epoch whose model, optimizer and scheduler checkpoints all exist in
-/// `artifact_dir/checkpoint`.
+/// `artifact_dir/checkpoint` and read back completely (a torn or damaged newer epoch is passed
+/// over; see [`resumable_checkpoint`]).
 pub fn latest_checkpoint(artifact_dir: &Path) -> Option<usize> {
-    let dir = artifact_dir.join("checkpoint");
-    let entries = std::fs::read_dir(&dir).ok()?;
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("model-")?
-                .strip_suffix(".bpk")?
-                .parse::<usize>()
-                .ok()
-        })
-        .filter(|epoch| {
-            ["optim", "scheduler"]
-                .iter()
-                .all(|k| dir.join(format!("{k}-{epoch}.bpk")).is_file())
-        })
-        .max()
+    resumable_checkpoint(artifact_dir).0
 }
 
 /// Trains `model` on `train` and validates it after every epoch on `valid`, with burn-train's
@@ -234,7 +233,11 @@ where
             valid.len()
         )));
     }
-    let steps_per_epoch = train.len().div_ceil(config.batch_size);
+    // The scheduler is stepped once per optimizer step, i.e. every `grad_accumulation` batches.
+    let steps_per_epoch = train
+        .len()
+        .div_ceil(config.batch_size)
+        .div_ceil(config.grad_accumulation);
     let total_steps = steps_per_epoch * config.epochs;
     let warmup_steps = (config.warmup_epochs * steps_per_epoch as f64).round() as usize;
 
@@ -273,18 +276,36 @@ where
     } else {
         ExecutionStrategy::single(main.clone())
     };
+    let checkpoint_dir = options.artifact_dir.join("checkpoint");
     let mut training = SupervisedTraining::new(&options.artifact_dir, train_loader, valid_loader)
         .metric_train_numeric(LearningRateMetric::new())
         .metrics((LossMetric::new(), AccuracyMetric::new()))
         .with_training_strategy(strategy.into())
-        .with_default_checkpointers()
+        .with_custom_checkpointers(
+            AtomicFileCheckpointer::new(&checkpoint_dir, "model"),
+            AtomicFileCheckpointer::new(&checkpoint_dir, "optim"),
+            AtomicFileCheckpointer::new(&checkpoint_dir, "scheduler"),
+        )
         .renderer(Box::new(printer))
         .num_epochs(config.epochs);
+    if config.grad_accumulation > 1 {
+        training = training.grads_accumulation(config.grad_accumulation);
+    }
     let mut resumed_from = 0;
     if options.resume {
-        if let Some(epoch) = latest_checkpoint(&options.artifact_dir) {
-            resumed_from = epoch;
-            training = training.checkpoint(epoch);
+        let (epoch, passed_over) = resumable_checkpoint(&options.artifact_dir);
+        for why in passed_over {
+            eprintln!("resume: {why}; using an older one");
+        }
+        match epoch {
+            Some(epoch) => {
+                resumed_from = epoch;
+                training = training.checkpoint(epoch);
+            }
+            None => eprintln!(
+                "resume: no complete checkpoint in {}; starting from epoch 1",
+                checkpoint_dir.display()
+            ),
         }
     }
     main.seed(config.seed);

@@ -37,6 +37,7 @@
 //! ```
 
 mod checkpoint;
+mod checkpointer;
 mod classifier;
 mod fit;
 mod optim;
@@ -46,6 +47,9 @@ mod schedule;
 pub use checkpoint::{
     load_checkpoint, load_checkpoint_meta, meta_path, pretrained_for_fine_tuning, save_checkpoint,
     CheckpointMeta, Pretrained,
+};
+pub use checkpointer::{
+    complete_checkpoints, resumable_checkpoint, AtomicFileCheckpointer, CHECKPOINT_KINDS,
 };
 pub use classifier::{smoothed_cross_entropy, ImageClassifier};
 pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, TrainingConfig};
