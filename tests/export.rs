@@ -25,7 +25,11 @@ fn read_safetensors(path: &Path) -> Header {
         .map(|(k, v)| {
             (
                 k.to_string(),
-                (format!("{:?}", v.dtype()), v.shape().to_vec(), v.data().to_vec()),
+                (
+                    format!("{:?}", v.dtype()),
+                    v.shape().to_vec(),
+                    v.data().to_vec(),
+                ),
             )
         })
         .collect()
@@ -45,7 +49,9 @@ impl ModuleMapper for Perturb {
 
 fn perturbed(name: &str, d: &Device) -> VHeat {
     d.seed(7);
-    fixture_config(&format!("{name}.json")).init(d).map(&mut Perturb)
+    fixture_config(&format!("{name}.json"))
+        .init(d)
+        .map(&mut Perturb)
 }
 
 fn input(d: &Device, size: usize) -> Tensor<4> {
