@@ -77,13 +77,17 @@ pub fn export_key_rules(depths: &[usize]) -> Vec<(String, String)> {
     rules
 }
 
-/// A sibling of `path` to write into before renaming onto `path`.
+/// A sibling of `path` to write into before renaming onto `path`, unique per process and call
+/// (so that concurrent saves never share one).
 fn temp_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
+    path.with_file_name(format!(".{name}.{}-{n}.partial", std::process::id()))
 }
 
 impl VHeat {
