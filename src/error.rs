@@ -153,6 +153,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A checkpoint path whose format (by extension) this crate cannot read or write.
+    #[error("unsupported checkpoint format for {path}: {reason}")]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+        /// Which extension, and what is supported.
+        reason: String,
+    },
+
     /// An image folder holds no class sub-folders (or does not exist, or is not a folder).
     #[error(
         "image folder {path} holds no class folders: expected one sub-folder per class, each \

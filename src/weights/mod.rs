@@ -8,6 +8,10 @@
 //! - Burn's burnpack format: [`VHeat::save_burnpack`](crate::VHeat::save_burnpack) and
 //!   [`VHeat::load_burnpack`](crate::VHeat::load_burnpack).
 //!
+//! - Export back to the reference's layout: [`VHeat::save_pytorch_safetensors`](crate::VHeat::save_pytorch_safetensors)
+//!   (a bare state dict for `load_state_dict(..., strict=True)`); [`convert`] between formats by
+//!   extension.
+//!
 //! Loading is strict by default: a missing key, an unused key or a shape mismatch is an
 //! [`Error::CheckpointMismatch`](crate::Error::CheckpointMismatch) listing all of them, and the
 //! model is left unchanged. [`LoadOptions::lenient`] returns the [`LoadReport`] instead. The key
@@ -19,10 +23,14 @@
 
 mod backbone;
 mod burnpack;
+mod convert;
+mod export;
 mod guard;
 mod keys;
 mod load;
 
 pub use crate::load_report::{LoadReport, ShapeMismatch};
+pub use convert::{convert, load_any, save_any, CheckpointFormat};
+pub use export::export_key_rules;
 pub use keys::{key_rules, map_key};
 pub use load::{load_pytorch_into, load_safetensors_into, LoadOptions, StateDictKey};
