@@ -64,10 +64,17 @@ fn ops_match_timm_and_pillow() {
             .collect();
         let max = diffs.iter().copied().max().unwrap();
         let count = diffs.iter().filter(|&&d| d > 0).count();
-        report.push(format!("{name}({arg}, {resample:?}): max {max}, {count} differ"));
+        report.push(format!(
+            "{name}({arg}, {resample:?}): max {max}, {count} differ"
+        ));
         // Exact: the same integer/float arithmetic as Pillow's C code (the geometric ops
         // compute the same f64 source coordinates and truncate the same cubic sum).
-        assert_eq!(max, 0, "{name}({arg}) differs from timm/Pillow:\n{}", report.join("\n"));
+        assert_eq!(
+            max,
+            0,
+            "{name}({arg}) differs from timm/Pillow:\n{}",
+            report.join("\n")
+        );
     }
     println!("{}", report.join("\n"));
 }
@@ -96,7 +103,10 @@ fn level_args_follow_timm() {
         let r = RandOp::Rotate.level_arg(9.0, &mut rng);
         assert!((r.abs() - 27.0).abs() < 1e-12, "rotate ±27°, got {r}");
         let c = RandOp::ColorIncreasing.level_arg(9.0, &mut rng);
-        assert!((c - 1.81).abs() < 1e-12 || (c - 0.19).abs() < 1e-12, "1 ± 0.81, got {c}");
+        assert!(
+            (c - 1.81).abs() < 1e-12 || (c - 0.19).abs() < 1e-12,
+            "1 ± 0.81, got {c}"
+        );
         let t = RandOp::TranslateXRel.level_arg(10.0, &mut rng);
         assert!((t.abs() - 0.45).abs() < 1e-12);
     }
@@ -125,7 +135,10 @@ fn rand_augment_magnitude_noise_stays_in_range() {
     assert!((mean - 8.996).abs() < 0.02, "mean magnitude {mean}");
     let clipped = draws.iter().filter(|&&m| m == 10.0).count() as f64 / 2e4;
     // P(N(9, 0.5) > 10) = P(Z > 2) = 0.0228; binomial s.e. 0.001.
-    assert!((clipped - 0.0228).abs() < 0.006, "clipped fraction {clipped}");
+    assert!(
+        (clipped - 0.0228).abs() < 0.006,
+        "clipped fraction {clipped}"
+    );
     // Wider noise still never leaves [0, 10].
     let wide = RandAugment::parse("rand-m5-mstd100-inc1").unwrap();
     assert!((0..5000).all(|_| (0.0..=10.0).contains(&wide.sample_magnitude(&mut rng))));
@@ -169,7 +182,10 @@ fn policies_parse_and_display() {
     assert_eq!(r.rand_augment.as_deref(), Some("rand-m9-mstd0.5-inc1"));
     assert_eq!((r.hflip, r.reprob, r.scale), (0.5, 0.25, (0.08, 1.0)));
     let l = AugmentPolicy::Light.config();
-    assert_eq!((l.hflip, l.reprob, l.rand_augment.clone()), (0.0, 0.0, None));
+    assert_eq!(
+        (l.hflip, l.reprob, l.rand_augment.clone()),
+        (0.0, 0.0, None)
+    );
     // Serde round trip.
     let json = serde_json::to_string(&r).unwrap();
     assert_eq!(serde_json::from_str::<AugmentConfig>(&json).unwrap(), r);
@@ -179,18 +195,90 @@ fn policies_parse_and_display() {
 fn validation_rejects_each_bad_value() {
     let base = AugmentPolicy::Reference.config();
     let cases: Vec<(&str, AugmentConfig)> = vec![
-        ("reprob", AugmentConfig { reprob: 1.5, ..base.clone() }),
-        ("reprob", AugmentConfig { reprob: -0.1, ..base.clone() }),
-        ("flip", AugmentConfig { hflip: 2.0, ..base.clone() }),
-        ("flip", AugmentConfig { hflip: f64::NAN, ..base.clone() }),
-        ("scale", AugmentConfig { scale: (0.0, 1.0), ..base.clone() }),
-        ("scale", AugmentConfig { scale: (0.5, 1.2), ..base.clone() }),
-        ("scale", AugmentConfig { scale: (0.8, 0.2), ..base.clone() }),
-        ("ratio", AugmentConfig { ratio: (0.0, 1.0), ..base.clone() }),
-        ("ratio", AugmentConfig { ratio: (-1.0, 1.0), ..base.clone() }),
-        ("RandAugment", AugmentConfig { rand_augment: Some("rand-m12-inc1".into()), ..base.clone() }),
-        ("RandAugment", AugmentConfig { rand_augment: Some("rand-m9-zz1-inc1".into()), ..base.clone() }),
-        ("count", AugmentConfig { recount: 2, ..base.clone() }),
+        (
+            "reprob",
+            AugmentConfig {
+                reprob: 1.5,
+                ..base.clone()
+            },
+        ),
+        (
+            "reprob",
+            AugmentConfig {
+                reprob: -0.1,
+                ..base.clone()
+            },
+        ),
+        (
+            "flip",
+            AugmentConfig {
+                hflip: 2.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "flip",
+            AugmentConfig {
+                hflip: f64::NAN,
+                ..base.clone()
+            },
+        ),
+        (
+            "scale",
+            AugmentConfig {
+                scale: (0.0, 1.0),
+                ..base.clone()
+            },
+        ),
+        (
+            "scale",
+            AugmentConfig {
+                scale: (0.5, 1.2),
+                ..base.clone()
+            },
+        ),
+        (
+            "scale",
+            AugmentConfig {
+                scale: (0.8, 0.2),
+                ..base.clone()
+            },
+        ),
+        (
+            "ratio",
+            AugmentConfig {
+                ratio: (0.0, 1.0),
+                ..base.clone()
+            },
+        ),
+        (
+            "ratio",
+            AugmentConfig {
+                ratio: (-1.0, 1.0),
+                ..base.clone()
+            },
+        ),
+        (
+            "RandAugment",
+            AugmentConfig {
+                rand_augment: Some("rand-m12-inc1".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "RandAugment",
+            AugmentConfig {
+                rand_augment: Some("rand-m9-zz1-inc1".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "count",
+            AugmentConfig {
+                recount: 2,
+                ..base.clone()
+            },
+        ),
     ];
     for (what, cfg) in cases {
         match cfg.validate() {
@@ -274,14 +362,20 @@ fn random_erasing_rate_and_area() {
     let mut vals = Vec::new();
     for _ in 0..200 {
         let mut chw = vec![0.0f32; 3 * h * w];
-        if RandomErasing::new(1.0).apply(&mut chw, h, w, &mut rng).is_some() {
+        if RandomErasing::new(1.0)
+            .apply(&mut chw, h, w, &mut rng)
+            .is_some()
+        {
             vals.extend(chw.iter().copied().filter(|&v| v != 0.0));
         }
     }
     let m = vals.iter().map(|&v| v as f64).sum::<f64>() / vals.len() as f64;
     let var = vals.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / vals.len() as f64;
     // > 10⁵ samples: mean and variance within 0.02 of 0 and 1 (≫ 5 σ).
-    assert!(m.abs() < 0.02 && (var - 1.0).abs() < 0.02, "mean {m} var {var}");
+    assert!(
+        m.abs() < 0.02 && (var - 1.0).abs() < 0.02,
+        "mean {m} var {var}"
+    );
 }
 
 #[test]
@@ -311,7 +405,9 @@ fn folder_with_truncated_png(name: &str) -> (PathBuf, ImageFolder) {
     for class in ["a", "b"] {
         std::fs::create_dir_all(root.join(class)).unwrap();
         for i in 0..2 {
-            source().save(root.join(class).join(format!("{i}.png"))).unwrap();
+            source()
+                .save(root.join(class).join(format!("{i}.png")))
+                .unwrap();
         }
     }
     let bad = root.join("a").join("1.png");

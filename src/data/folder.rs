@@ -10,8 +10,8 @@
 //! [`ImageFolder::open`] checks every image's header up front, so an unreadable file is
 //! reported before training starts, not in the middle of an epoch.
 
-use std::path::{Path, PathBuf};
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 

@@ -40,7 +40,8 @@ fn sample(img: &RgbImage, xin: f64, yin: f64, filter: Resample) -> Option<[u8; 3
     let (x, y) = (xs.floor() as i64, ys.floor() as i64);
     let (dx, dy) = (xs - x as f64, ys - y as f64);
     let px = |xx: i64, yy: i64, c: usize| -> f64 {
-        img.get_pixel(xx.clamp(0, w - 1) as u32, yy.clamp(0, h - 1) as u32).0[c] as f64
+        img.get_pixel(xx.clamp(0, w - 1) as u32, yy.clamp(0, h - 1) as u32)
+            .0[c] as f64
     };
     let inside = |yy: i64| yy >= 0 && yy < h;
     let mut out = [0u8; 3];

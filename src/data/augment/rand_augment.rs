@@ -409,9 +409,8 @@ impl RandAugment {
                     .ok_or_else(|| bad_spec(spec, format!("{what} in {tok:?} is not a number")))
             };
             let int = |what: &str| -> Result<u64> {
-                val.parse::<u64>().map_err(|_| {
-                    bad_spec(spec, format!("{what} in {tok:?} is not a whole number"))
-                })
+                val.parse::<u64>()
+                    .map_err(|_| bad_spec(spec, format!("{what} in {tok:?} is not a whole number")))
             };
             match key {
                 "m" => {
@@ -448,16 +447,16 @@ impl RandAugment {
                     }
                     out.magnitude_max = m as f64;
                 }
-                "inc" => match int("inc flag")? {
-                    1 => increasing = true,
-                    0 => {
-                        return Err(bad_spec(
+                "inc" => {
+                    match int("inc flag")? {
+                        1 => increasing = true,
+                        0 => return Err(bad_spec(
                             spec,
                             "inc0 (the non-increasing operation list) is not implemented; use inc1",
-                        ))
+                        )),
+                        v => return Err(bad_spec(spec, format!("inc{v} must be inc0 or inc1"))),
                     }
-                    v => return Err(bad_spec(spec, format!("inc{v} must be inc0 or inc1"))),
-                },
+                }
                 "p" => {
                     let p = num("probability")?;
                     if !(0.0..=1.0).contains(&p) {
