@@ -10,11 +10,14 @@
 //! [`ImageFolder::open`] checks every image's header up front, so an unreadable file is
 //! reported before training starts, not in the middle of an epoch.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use burn::data::dataset::{Dataset, DatasetError};
 
+use super::augment::{Augment, AugmentConfig};
 use super::batch::ImageItem;
 use super::io::{has_image_extension, image_dimensions, load_rgb};
 use super::rng::SplitMix64;
@@ -208,23 +211,40 @@ impl ImageFolder {
 
     /// The images as a training dataset: decoded on demand, augmented by `transform`.
     pub fn train_dataset(&self, transform: TrainTransform, seed: u64) -> FolderDataset {
+        self.dataset(Stage::Fixed(Transform::Train(transform)), seed)
+    }
+
+    /// The images as a training dataset augmented by the policy `augment` (see
+    /// [`AugmentConfig`]) to `size × size`: decoded on demand, a new random draw every read.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an invalid `augment` or `size == 0` (nothing is built).
+    pub fn augmented_dataset(
+        &self,
+        augment: &AugmentConfig,
+        size: u32,
+        seed: u64,
+    ) -> Result<FolderDataset> {
+        let augment = Augment::new(augment.clone(), size)?;
+        Ok(self.dataset(Stage::Augment(Arc::new(augment)), seed))
+    }
+
+    fn dataset(&self, stage: Stage, seed: u64) -> FolderDataset {
         FolderDataset {
             samples: self.samples.clone(),
-            transform: Transform::Train(transform),
+            stage,
             seed,
-            draws: std::sync::Arc::new(AtomicU64::new(0)),
+            draws: Arc::new(AtomicU64::new(0)),
+            skip_unreadable: false,
+            skipped: Arc::new(AtomicUsize::new(0)),
+            reported: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
     /// The images as an evaluation dataset: decoded on demand, resized and centre-cropped by
     /// `transform`.
     pub fn eval_dataset(&self, transform: EvalTransform) -> FolderDataset {
-        FolderDataset {
-            samples: self.samples.clone(),
-            transform: Transform::Eval(transform),
-            seed: 0,
-            draws: std::sync::Arc::new(AtomicU64::new(0)),
-        }
+        self.dataset(Stage::Fixed(Transform::Eval(transform)), 0)
     }
 }
 
@@ -237,46 +257,120 @@ pub enum Transform {
     Eval(EvalTransform),
 }
 
+/// The per-image processing of a [`FolderDataset`].
+#[derive(Debug, Clone)]
+enum Stage {
+    /// One of the fixed transforms.
+    Fixed(Transform),
+    /// An augmentation policy.
+    Augment(Arc<Augment>),
+}
+
 /// Image files decoded and transformed when read, for Burn's data loaders.
 ///
-/// A file that fails to decode (e.g. truncated after [`ImageFolder::open`] checked its header)
-/// gives a [`DatasetError`] wrapping [`Error::ImageRead`], which stops training with that
-/// message.
+/// By default a file that fails to decode (e.g. truncated after [`ImageFolder::open`] checked
+/// its header) gives a [`DatasetError`] wrapping [`Error::ImageRead`], which stops training
+/// with that message. With [`skip_unreadable`](Self::skip_unreadable) such a file is reported
+/// once on stderr, counted ([`skipped`](Self::skipped)) and replaced by the next readable image.
 #[derive(Debug, Clone)]
 pub struct FolderDataset {
     samples: Vec<Sample>,
-    transform: Transform,
+    stage: Stage,
     seed: u64,
     /// How many images were read so far: mixed into the augmentation's random stream so that
     /// every epoch sees new crops.
-    draws: std::sync::Arc<AtomicU64>,
+    draws: Arc<AtomicU64>,
+    /// Replace an unreadable image by the next readable one instead of failing.
+    skip_unreadable: bool,
+    /// How many reads met an unreadable image (shared by clones).
+    skipped: Arc<AtomicUsize>,
+    /// The unreadable files already reported on stderr.
+    reported: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl FolderDataset {
     /// Reads, decodes and transforms image `index`.
     ///
+    /// With [`skip_unreadable`](Self::skip_unreadable) on, an unreadable file is replaced by
+    /// the next readable one (wrapping around); the error comes back only if none is readable.
+    ///
     /// # Errors
     /// [`Error::ImageRead`] naming the file; [`Error::InvalidInput`] for an index past the end.
     pub fn load(&self, index: usize) -> Result<ImageItem> {
-        let sample = self.samples.get(index).ok_or_else(|| Error::InvalidInput {
-            what: "image folder index".into(),
-            expected: format!("an index below {}", self.samples.len()),
-            found: index.to_string(),
-        })?;
-        let img = load_rgb(&sample.path)?;
-        let (pixels, size) = match &self.transform {
-            Transform::Train(t) => {
-                let draw = self.draws.fetch_add(1, Ordering::Relaxed);
-                let mut rng = SplitMix64::for_item(self.seed ^ draw.rotate_left(32), index as u64);
-                (t.apply(&img, &mut rng), t.size as usize)
+        let n = self.samples.len();
+        if index >= n {
+            return Err(Error::InvalidInput {
+                what: "image folder index".into(),
+                expected: format!("an index below {n}"),
+                found: index.to_string(),
+            });
+        }
+        let mut first_error = None;
+        for step in 0..n {
+            let at = (index + step) % n;
+            match self.load_one(at) {
+                Ok(item) => return Ok(item),
+                Err(e @ Error::ImageRead { .. }) if self.skip_unreadable => {
+                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                    let path = &self.samples[at].path;
+                    let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+                    if reported.insert(path.clone()) {
+                        eprintln!("warning: skipping unreadable image during training: {e}");
+                    }
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
             }
-            Transform::Eval(t) => (t.apply(&img), t.size as usize),
+        }
+        Err(first_error.unwrap_or_else(|| Error::InvalidInput {
+            what: "image folder".into(),
+            expected: "at least one readable image".into(),
+            found: "none".into(),
+        }))
+    }
+
+    fn load_one(&self, index: usize) -> Result<ImageItem> {
+        let sample = &self.samples[index];
+        let img = load_rgb(&sample.path)?;
+        let rng = || {
+            let draw = self.draws.fetch_add(1, Ordering::Relaxed);
+            SplitMix64::for_item(self.seed ^ draw.rotate_left(32), index as u64)
+        };
+        let (pixels, size) = match &self.stage {
+            Stage::Fixed(Transform::Train(t)) => (t.apply(&img, &mut rng()), t.size as usize),
+            Stage::Fixed(Transform::Eval(t)) => (t.apply(&img), t.size as usize),
+            Stage::Augment(a) => (a.apply(&img, &mut rng()), a.size() as usize),
         };
         Ok(ImageItem {
             pixels,
             shape: [3, size, size],
             label: sample.label,
         })
+    }
+
+    /// Turns skipping of unreadable images on or off (default off: an unreadable image is an
+    /// error). Clones made afterwards share the [`skipped`](Self::skipped) counter.
+    pub fn skip_unreadable(mut self, skip: bool) -> Self {
+        self.skip_unreadable = skip;
+        self
+    }
+
+    /// How many reads met an unreadable image and skipped it (shared by all clones).
+    pub fn skipped(&self) -> usize {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// The shared counter behind [`skipped`](Self::skipped), for a trainer to poll.
+    pub fn skipped_counter(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.skipped)
+    }
+
+    /// The augmentation of a dataset made by [`ImageFolder::augmented_dataset`].
+    pub fn augment(&self) -> Option<&Augment> {
+        match &self.stage {
+            Stage::Augment(a) => Some(a),
+            Stage::Fixed(_) => None,
+        }
     }
 
     /// The samples, in order.

@@ -7,6 +7,8 @@
 //!   a [`FolderDataset`];
 //! - [`EvalTransform`] (timm's and the reference's evaluation preprocessing, bit-exact with
 //!   Pillow's bicubic resize) and [`TrainTransform`] (random resized crop and flip);
+//! - [`AugmentPolicy`], [`AugmentConfig`] and [`Augment`]: the training augmentation as a
+//!   policy the user picks (`none`, `light`, timm's `reference` recipe);
 //! - [`ImageItem`], [`ImageBatch`] and [`ImageBatcher`] for Burn's data loaders;
 //! - [`load_rgb`], [`save_png`], [`heat_map`]: image files and pictures;
 //! - [`imagenet_classes`]: the 1000 ImageNet-1k class names, for the reference checkpoints.
@@ -21,6 +23,7 @@
 //! assert_eq!(SyntheticShapes::class_names()[item.label], "triangle");
 //! ```
 
+mod augment;
 mod batch;
 mod digits;
 mod folder;
@@ -29,6 +32,10 @@ mod rng;
 mod synthetic;
 mod transform;
 
+pub use augment::{
+    rotate, warp_affine, Augment, AugmentConfig, AugmentPolicy, EraseMode, LightWarp, RandAugment,
+    RandOp, RandomErasing, Resample, IMAGENET_FILL, MAX_MAGNITUDE, RAND_INCREASING_OPS,
+};
 pub use batch::{ImageBatch, ImageBatcher, ImageItem};
 pub use digits::{Digits, DIGITS_VAL_EVERY};
 pub use folder::{FolderDataset, ImageFolder, Sample, Transform};
