@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sha2::{Digest, Sha256};
 use vheat::pretrained::{Cache, Task, Weights};
 use vheat::{Error, VHeat, VHeatConfig};
 
@@ -215,6 +216,19 @@ fn first_fetch_downloads_and_caches_second_makes_no_request() {
         listing(&dir),
         vec![FILE.to_string(), format!("{FILE}.meta.json")]
     );
+
+    // The record holds the file's size and SHA-256 (computed here with sha2 directly).
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{FILE}.meta.json"))).unwrap(),
+    )
+    .unwrap();
+    let sha: String = Sha256::digest(fixture_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(meta["sha256"], sha);
+    assert_eq!(meta["size"], fixture_bytes().len() as u64);
+    assert_eq!(meta["url"], server.url());
 
     // Again, by path and by model: served from the cache.
     let path = cache.fetch_url(&server.url(), FILE, &config()).unwrap();
@@ -458,4 +472,25 @@ fn registry_entries_match_the_reference_readme() {
     // timm's convention: 224 / 0.875 = 256 for the shorter side.
     assert_eq!(p.eval_transform().resize, 256);
     assert!(Weights::BaseAde20kUperNet.preprocess().is_none());
+}
+
+#[test]
+fn an_unwritable_cache_is_an_error_naming_the_path() {
+    // The cache "directory" is a regular file: it cannot be created, so nothing is downloaded.
+    let server = Server::start(Behaviour::Serve {
+        body: fixture_bytes(),
+        ranges: true,
+    });
+    let dir = unique_temp_dir("pretrained-unwritable");
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_a_dir = dir.join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let err = cache(&not_a_dir, &server)
+        .fetch_url(&server.url(), FILE, &config())
+        .unwrap_err();
+    match &err {
+        Error::CacheIo { path, .. } => assert_eq!(path, &not_a_dir),
+        other => panic!("expected CacheIo, got {other}"),
+    }
+    assert!(server.requests().is_empty());
 }
