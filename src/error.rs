@@ -209,6 +209,99 @@ pub enum Error {
     /// Training stopped on an error (a data-loading failure, a device failure).
     #[error("training failed: {0}")]
     Training(String),
+
+    /// A name that is not one of the published checkpoints
+    /// ([`pretrained::Weights`](crate::pretrained::Weights)).
+    #[error("unknown pretrained weights {name:?}: expected one of {known}")]
+    UnknownWeights {
+        /// The name that was asked for.
+        name: String,
+        /// Every accepted name.
+        known: String,
+    },
+
+    /// Offline mode (`VHEAT_OFFLINE=1` or `Cache::with_offline`) and the file is not in the cache.
+    #[error(
+        "offline mode: {path} is not in the cache and the network may not be used to fetch it \
+         from {url} (unset VHEAT_OFFLINE, or put the file there)"
+    )]
+    NotCached {
+        /// Where the cached file would be.
+        path: PathBuf,
+        /// Where it would be downloaded from.
+        url: String,
+    },
+
+    /// A download failed before or during the transfer: no network, connection refused, a
+    /// broken connection, a timeout. A partial file stays as `NAME.part` for a later resume.
+    #[error("cannot download {url}: {reason}")]
+    Download {
+        /// The URL that was requested.
+        url: String,
+        /// What the HTTP client reported.
+        reason: String,
+    },
+
+    /// The server answered a download with an HTTP error status.
+    #[error("cannot download {url}: the server answered HTTP {status}")]
+    HttpStatus {
+        /// The URL that was requested.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+
+    /// A download ended with another size than the server announced.
+    #[error("download of {url} has {found} bytes, but the server announced {expected}")]
+    SizeMismatch {
+        /// The URL that was requested.
+        url: String,
+        /// The announced size in bytes.
+        expected: u64,
+        /// The size received.
+        found: u64,
+    },
+
+    /// A cached file no longer has the size and SHA-256 recorded when it was downloaded; it was
+    /// not used.
+    #[error(
+        "cached file {path} is corrupt: expected {expected}, found {found}; \
+         delete it to download it again"
+    )]
+    ChecksumMismatch {
+        /// The cached file.
+        path: PathBuf,
+        /// The recorded size and SHA-256.
+        expected: String,
+        /// The file's size and SHA-256 now.
+        found: String,
+    },
+
+    /// The cache directory or a file in it could not be created, written or read (disk full,
+    /// no permission).
+    #[error("cache file {path}: {reason}")]
+    CacheIo {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's message.
+        reason: String,
+    },
+
+    /// No cache directory: `VHEAT_CACHE` is not set and the platform has no user cache folder.
+    #[error("no cache directory: set VHEAT_CACHE to a writable folder")]
+    NoCacheDir,
+
+    /// A downloaded file is not a checkpoint the model can load; it was deleted and is not
+    /// kept in the cache.
+    #[error("downloaded file {path} (from {url}) is not a loadable checkpoint and was removed: {reason}")]
+    NotACheckpoint {
+        /// The file that was downloaded (removed).
+        path: PathBuf,
+        /// Where it came from.
+        url: String,
+        /// The loader's message.
+        reason: String,
+    },
 }
 
 /// Shorthand for `Result<T, vheat::Error>`.

@@ -13,6 +13,7 @@
 //! - [`weights`]: reference checkpoints (`.pth`, safetensors) and Burn's own format;
 //! - [`dense`]: dense prediction on the backbone: an FPN segmentation head, mIoU, synthetic data;
 //! - [`data`]: the built-in procedural dataset, image folders, timm's preprocessing, pictures;
+//! - [`pretrained`]: the published checkpoints by name, downloaded once into a cache;
 //! - [`train`]: training and fine-tuning with burn-train's `Learner` (the reference's recipe);
 //! - [`device`]: a backend chosen by name at run time ([`device_from_name`]).
 //!
@@ -44,6 +45,7 @@ pub mod device;
 pub mod hco;
 pub mod heat;
 pub mod kernels;
+pub mod pretrained;
 pub mod train;
 pub mod vheat;
 pub mod weights;
