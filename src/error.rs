@@ -200,6 +200,11 @@ pub enum Error {
     /// Training stopped on an error (a data-loading failure, a device failure).
     #[error("training failed: {0}")]
     Training(String),
+
+    /// A feature that this build or this version does not provide (yet), named with what would
+    /// provide it.
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 /// Shorthand for `Result<T, vheat::Error>`.

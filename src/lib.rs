@@ -14,7 +14,8 @@
 //! - [`dense`]: dense prediction on the backbone: an FPN segmentation head, mIoU, synthetic data;
 //! - [`data`]: the built-in procedural dataset, image folders, timm's preprocessing, pictures;
 //! - [`train`]: training and fine-tuning with burn-train's `Learner` (the reference's recipe);
-//! - [`device`]: a backend chosen by name at run time ([`device_from_name`]).
+//! - [`device`]: a backend chosen by name at run time ([`device_from_name`]);
+//! - [`cli`]: the `vheat` command-line tool's subcommands (argument structs and `run`).
 //!
 //! Model code has no backend type parameter: a [`burn::prelude::Device`] picks the backend at run
 //! time (`flex` CPU by default; `ndarray`, `wgpu`, `cuda` through Cargo features).
@@ -38,6 +39,7 @@ mod error;
 mod init;
 mod load_report;
 
+pub mod cli;
 pub mod data;
 pub mod dense;
 pub mod device;
