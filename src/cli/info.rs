@@ -72,13 +72,16 @@ pub fn render(info: &Info, name: &str, size: usize) -> Result<String> {
         thousands(info.params_inference as u64)
     );
     s += &format!("MACs of one {size}x{size} image (fvcore's convention):\n");
-    s += "  form         total        conv       linear     layer_norm  einsum     avg_pool\n";
+    s += &format!(
+        "  {:<10} {:>8} {:>15} {:>15} {:>12} {:>10} {:>10}\n",
+        "form", "total", "conv", "linear", "layer_norm", "einsum", "avg_pool"
+    );
     for (form, m) in [
         ("trainable", &info.macs_ordinary),
         ("inference", &info.macs_inference),
     ] {
         s += &format!(
-            "  {form:<10} {:>10} {:>11} {:>11} {:>11} {:>11} {:>11}\n",
+            "  {form:<10} {:>8} {:>15} {:>15} {:>12} {:>10} {:>10}\n",
             giga(m.total()),
             thousands(m.conv),
             thousands(m.linear),
