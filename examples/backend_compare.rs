@@ -18,43 +18,30 @@
 //! It exits with an error when a logit differs by more than `1e-4 · max(1, max |logit|)`.
 
 use burn::prelude::*;
+use clap::Parser;
 use vheat::VHeatConfig;
 
+/// Compares the vHeat outputs of two backends for the same weights and input.
+#[derive(Parser)]
 struct Args {
+    /// Configuration: tiny, small or base.
+    #[arg(long, value_name = "NAME", default_value = "tiny")]
     config: String,
+    /// Square input side.
+    #[arg(long, value_name = "N", default_value_t = 224)]
     size: usize,
+    /// Images per forward pass.
+    #[arg(long, value_name = "N", default_value_t = 2)]
     batch: usize,
+    /// Seed of the weights (the input uses seed + 1).
+    #[arg(long, value_name = "N", default_value_t = 42)]
     seed: u64,
+    /// The backend the model is built on.
+    #[arg(long, value_name = "NAME", default_value = "flex")]
     reference: String,
+    /// The backend compared with it.
+    #[arg(long, value_name = "NAME", default_value = "ndarray")]
     other: String,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        config: "tiny".into(),
-        size: 224,
-        batch: 2,
-        seed: 42,
-        reference: "flex".into(),
-        other: "ndarray".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value (see the doc comment at the top)"))?;
-        let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
-        match flag.as_str() {
-            "--config" => a.config = value,
-            "--size" => a.size = num(&value)? as usize,
-            "--batch" => a.batch = num(&value)? as usize,
-            "--seed" => a.seed = num(&value)?,
-            "--reference" => a.reference = value,
-            "--other" => a.other = value,
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    Ok(a)
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -77,7 +64,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let dev_ref = vheat::device_from_name(&args.reference)?;
     let dev_other = vheat::device_from_name(&args.other)?;
     let config = VHeatConfig::by_name(&args.config)?;

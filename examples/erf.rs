@@ -21,43 +21,29 @@ use std::process::ExitCode;
 
 use burn::module::Module;
 use burn::prelude::*;
+use clap::Parser;
 use vheat::data::{heat_map, hstack, save_png, ShapesConfig, SyntheticShapes};
 use vheat::train::load_checkpoint;
 use vheat::VHeat;
 
+/// Effective receptive field of the trained model's last stage, as a PNG.
+#[derive(Parser)]
 struct Args {
+    /// Our checkpoint (NAME.bpk + NAME.json), as the train example writes it.
+    #[arg(long, value_name = "PATH", default_value = "artifacts/train/model.bpk")]
     checkpoint: PathBuf,
+    /// The PNG to write.
+    #[arg(long, value_name = "FILE", default_value = "docs/img/erf.png")]
     out: PathBuf,
+    /// Input side in pixels [default: the checkpoint's training size].
+    #[arg(long, value_name = "S")]
     size: Option<usize>,
+    /// Images of the built-in dataset the map is averaged over.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     images: usize,
+    /// Backend: flex, ndarray, wgpu or cuda.
+    #[arg(long, value_name = "NAME", default_value = "flex")]
     backend: String,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        checkpoint: PathBuf::from("artifacts/train/model.bpk"),
-        out: PathBuf::from("docs/img/erf.png"),
-        size: None,
-        images: 64,
-        backend: "flex".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: {v:?} is not a number"))
-        };
-        match flag.as_str() {
-            "--checkpoint" => a.checkpoint = PathBuf::from(value),
-            "--out" => a.out = PathBuf::from(value),
-            "--size" => a.size = Some(number(&value)?),
-            "--images" => a.images = number(&value)?.max(1),
-            "--backend" => a.backend = value,
-            _ => return Err(format!("unknown option {flag:?}")),
-        }
-    }
-    Ok(a)
 }
 
 /// `mean |∂ y_centre / ∂ x|` over the batch and the colour channels, `[size, size]` row-major.
@@ -186,18 +172,5 @@ fn run(args: Args) -> vheat::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    vheat::cli::exit_code(run(Args::parse()))
 }

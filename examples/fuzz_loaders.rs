@@ -26,26 +26,39 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use clap::Parser;
+
 use fuzz::{Harness, Outcome, Rng, Target};
 
 /// Every panic, caught or not, passes through the hook; the harness counts those it catches.
 static PANICS_SEEN: AtomicUsize = AtomicUsize::new(0);
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// Feeds mutated checkpoints, configurations and images to the loaders and counts panics.
+#[derive(Parser)]
+struct Args {
+    /// Inputs per run.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    inputs: usize,
+    /// Seed of the mutations.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Folder for the inputs being tried [default: a folder under the system temp dir].
+    #[arg(long, value_name = "DIR")]
+    scratch: Option<PathBuf>,
+    /// Copy every panicking input into DIR.
+    #[arg(long, value_name = "DIR")]
+    save: Option<PathBuf>,
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let inputs: usize = arg(&args, "--inputs").map_or(100_000, |v| v.parse().expect("--inputs N"));
-    let seed: u64 = arg(&args, "--seed").map_or(1, |v| v.parse().expect("--seed S"));
-    let scratch = arg(&args, "--scratch").map_or_else(
-        || std::env::temp_dir().join(format!("vheat-fuzz-{}", std::process::id())),
-        PathBuf::from,
-    );
-    let save = arg(&args, "--save").map(PathBuf::from);
+    let Args {
+        inputs,
+        seed,
+        scratch,
+        save,
+    } = Args::parse();
+    let scratch = scratch
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("vheat-fuzz-{}", std::process::id())));
 
     // Silence the default hook (a fuzz run panics often inside readers, by design of the
     // inputs) but count every panic.

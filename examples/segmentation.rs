@@ -7,7 +7,7 @@
 //! cargo run --release --features wgpu --example segmentation -- --device wgpu --epochs 10
 //! ```
 //!
-//! Options: `--device NAME` (flex, ndarray, wgpu, cuda), `--epochs N` (default 12), `--steps N`
+//! Options (`--help` lists them with their defaults): `--device NAME` (flex, ndarray, wgpu, cuda), `--epochs N` (default 12), `--steps N`
 //! training steps per epoch (default 100), `--batch N` (default 16), `--size H` or `--size HxW`
 //! (default 64), `--lr X` (default 2e-3, with a 5% linear warm-up and cosine decay), `--seed N`.
 
@@ -15,66 +15,55 @@ use std::time::Instant;
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
+use clap::Parser;
 use vheat::dense::{
     ConfusionMatrix, SegmentationModel, ShapeMasks, ShapeMasksConfig, MASK_CLASSES,
 };
 use vheat::{device_from_name, Indices, VHeatConfig};
 
+/// Segmentation of the synthetic shape masks with an FPN head on a small vHeat.
+#[derive(Parser)]
 struct Args {
+    /// Backend: flex, ndarray, wgpu or cuda.
+    #[arg(long, value_name = "NAME", default_value = "flex")]
     device: String,
+    /// Training epochs.
+    #[arg(long, value_name = "N", default_value_t = 12, value_parser = positive)]
     epochs: usize,
+    /// Training steps per epoch.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = positive)]
     steps: usize,
+    /// Images per step.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = positive)]
     batch: usize,
+    /// Image size: H (square) or HxW.
+    #[arg(long, value_name = "H|HxW", default_value = "64", value_parser = parse_size)]
     size: [usize; 2],
+    /// Peak learning rate (5 % linear warm-up, then cosine decay).
+    #[arg(long, value_name = "X", default_value_t = 2e-3)]
     lr: f64,
+    /// Seed of the weights and the data.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        device: "flex".into(),
-        epochs: 12,
-        steps: 100,
-        batch: 16,
-        size: [64, 64],
-        lr: 2e-3,
-        seed: 0,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
-        match flag.as_str() {
-            "--device" => a.device = value()?,
-            "--epochs" => a.epochs = num(value()?)?,
-            "--steps" => a.steps = num(value()?)?,
-            "--batch" => a.batch = num(value()?)?,
-            "--seed" => a.seed = num(value()?)? as u64,
-            "--lr" => {
-                let v = value()?;
-                a.lr = v.parse().map_err(|e| format!("--lr {v}: {e}"))?;
-            }
-            "--size" => {
-                let v = value()?;
-                let parts: Vec<&str> = v.split('x').collect();
-                a.size = match parts.as_slice() {
-                    [s] => [num(s.to_string())?; 2],
-                    [h, w] => [num(h.to_string())?, num(w.to_string())?],
-                    _ => return Err(format!("--size {v}: expected H or HxW")),
-                };
-            }
-            "-h" | "--help" => {
-                return Err("options: --device NAME --epochs N --steps N --batch N \
-                            --size H|HxW --lr X --seed N"
-                    .into())
-            }
-            other => return Err(format!("unknown option {other} (see --help)")),
-        }
+/// A count of at least 1.
+fn positive(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{v:?} is not a positive whole number")),
     }
-    if a.epochs == 0 || a.steps == 0 || a.batch == 0 {
-        return Err("--epochs, --steps and --batch must be positive".into());
+}
+
+/// `H` or `HxW`.
+fn parse_size(v: &str) -> Result<[usize; 2], String> {
+    let parts: Vec<&str> = v.split('x').collect();
+    let n = |s: &str| s.parse::<usize>().map_err(|e| format!("{s:?}: {e}"));
+    match parts.as_slice() {
+        [s] => Ok([n(s)?; 2]),
+        [h, w] => Ok([n(h)?, n(w)?]),
+        _ => Err(format!("{v:?}: expected H or HxW")),
     }
-    Ok(a)
 }
 
 /// Validation: loss, pixel accuracy and the confusion matrix over a fixed set of batches.
@@ -94,7 +83,7 @@ fn evaluate(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let device = device_from_name(&args.device)?;
     let train_device = device.clone().autodiff();
     let [h, w] = args.size;

@@ -302,6 +302,11 @@ pub enum Error {
         /// The loader's message.
         reason: String,
     },
+
+    /// A feature that this build or this version does not provide (yet), named with what would
+    /// provide it.
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 /// Shorthand for `Result<T, vheat::Error>`.

@@ -15,7 +15,8 @@
 //! - [`data`]: the built-in procedural dataset, image folders, timm's preprocessing, pictures;
 //! - [`pretrained`]: the published checkpoints by name, downloaded once into a cache;
 //! - [`train`]: training and fine-tuning with burn-train's `Learner` (the reference's recipe);
-//! - [`device`]: a backend chosen by name at run time ([`device_from_name`]).
+//! - [`device`]: a backend chosen by name at run time ([`device_from_name`]);
+//! - [`cli`]: the `vheat` command-line tool's subcommands (argument structs and `run`).
 //!
 //! Model code has no backend type parameter: a [`burn::prelude::Device`] picks the backend at run
 //! time (`flex` CPU by default; `ndarray`, `wgpu`, `cuda` through Cargo features).
@@ -39,6 +40,7 @@ mod error;
 mod init;
 mod load_report;
 
+pub mod cli;
 pub mod data;
 pub mod dense;
 pub mod device;

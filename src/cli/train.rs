@@ -1,0 +1,352 @@
+//! `vheat train`: train a small vHeat from scratch on the built-in procedural dataset (no
+//! download), or fine-tune one on an image folder; `examples/train.rs` is a thin wrapper.
+//!
+//! ```text
+//! vheat train                                  # synthetic shapes, flex CPU
+//! vheat train --devices flex,flex              # data parallel on two devices
+//! vheat train --resume                         # continue an interrupted run
+//! vheat train --data DIR --from artifacts/train/model.bpk
+//! vheat train --data DIR --from vheat_tiny.pth --config tiny
+//! ```
+//!
+//! To add a flag: add a documented field to [`TrainArgs`] (`#[arg(long, default_value_t = …)]`
+//! when it has one default, `Option<T>` when the default depends on the mode), then read it in
+//! [`recipe`], [`starting_model`] or [`run`].
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use clap::Parser;
+
+use super::{device_by_name, resolve_config, BackendArgs};
+use crate::data::{
+    hstack, save_png, vstack, EvalTransform, ImageFolder, ShapesConfig, SyntheticShapes,
+    TrainTransform,
+};
+use crate::error::{Error, Result};
+use crate::train::{
+    fit, meta_path, pretrained_for_fine_tuning, save_checkpoint, CheckpointMeta, FitOptions,
+    FitReport, Pretrained, TrainingConfig,
+};
+use crate::vheat::{VHeat, VHeatConfig};
+
+/// Arguments of `vheat train` (and of `examples/train.rs`).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    about = "Train a small vHeat on the built-in synthetic shapes, or fine-tune on an image folder"
+)]
+pub struct TrainArgs {
+    /// The backend to train on (one device; see --devices for several).
+    #[command(flatten)]
+    pub backend: BackendArgs,
+
+    /// Data-parallel training on several devices, comma-separated (e.g. flex,flex or
+    /// wgpu:0,wgpu:1); overrides --backend.
+    #[arg(long, value_name = "A,B,…", value_delimiter = ',')]
+    pub devices: Option<Vec<String>>,
+
+    /// Passes over the training set [default: 6 on synthetic shapes, 10 on a folder].
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+
+    /// Images per optimizer step.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub batch: usize,
+
+    /// Peak learning rate [default: 2e-3 on synthetic shapes, 2e-4 on a folder].
+    #[arg(long, value_name = "X")]
+    pub lr: Option<f64>,
+
+    /// Image side [default: 32 on synthetic shapes; on a folder the checkpoint's training size,
+    /// or 64 from scratch].
+    #[arg(long, value_name = "S")]
+    pub size: Option<usize>,
+
+    /// Size of the synthetic training set (a new set of images is drawn per seed).
+    #[arg(long, value_name = "N", default_value_t = 12288)]
+    pub train_images: usize,
+
+    /// Size of the synthetic validation set.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub val_images: usize,
+
+    /// Image-loading threads.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub workers: usize,
+
+    /// Seed of the data, the initial weights and the data order.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Artefacts: model.bpk + model.json, logs, per-epoch checkpoints.
+    #[arg(long, value_name = "DIR", default_value = "artifacts/train")]
+    pub out: PathBuf,
+
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Fine-tune on DIR (one sub-folder per class, or DIR/train + DIR/val) instead of the
+    /// synthetic shapes.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Share of each class kept for validation when --data is not pre-split.
+    #[arg(long, value_name = "F", default_value_t = 0.2)]
+    pub val_fraction: f64,
+
+    /// Start from our checkpoint (NAME.bpk + NAME.json) or a reference .pth (its classifier is
+    /// replaced by a new one for the folder's classes); only with --data.
+    #[arg(long, value_name = "PATH", requires = "data")]
+    pub from: Option<PathBuf>,
+
+    /// The configuration of a --from .pth: tiny, small, base, or a JSON file [default: tiny].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub config: Option<String>,
+
+    /// Write a PNG grid of synthetic training images (two of each class) to PATH and exit.
+    #[arg(long, value_name = "PATH")]
+    pub samples: Option<PathBuf>,
+}
+
+/// The devices to train on: `--devices`, or `--backend`.
+///
+/// # Errors
+/// An unknown, not compiled or unavailable backend.
+pub fn devices(args: &TrainArgs) -> Result<Vec<Device>> {
+    match &args.devices {
+        Some(list) => list.iter().map(|n| device_by_name(n.trim())).collect(),
+        None => Ok(vec![args.backend.device()?]),
+    }
+}
+
+/// The small vHeat of the main job: 4 stages, depths 1-1-2-1, widths 16…128.
+pub fn small_config(size: usize, classes: usize) -> VHeatConfig {
+    VHeatConfig::new(vec![1, 1, 2, 1], vec![16, 32, 64, 128])
+        .with_num_classes(classes)
+        .with_img_size(size)
+        .with_post_norm(false)
+        .with_drop_path_rate(0.05)
+}
+
+/// A model to fine-tune with a new `classes`-way head, its configuration and input side: from
+/// our checkpoint, from a reference `.pth` (its classifier is dropped), or fresh.
+///
+/// # Errors
+/// The loaders' errors, naming the file.
+pub fn starting_model(
+    args: &TrainArgs,
+    classes: usize,
+    device: &Device,
+) -> Result<(VHeat, VHeatConfig, usize)> {
+    let Some(from) = &args.from else {
+        let size = args.size.unwrap_or(64);
+        let config = small_config(size, classes);
+        return Ok((config.init_seeded(device, args.seed)?, config, size));
+    };
+    let is_pth = from
+        .extension()
+        .is_some_and(|e| e == "pth" || e == "pt" || e == "bin");
+    let pretrained = if is_pth {
+        let config = resolve_config(args.config.as_deref().unwrap_or("tiny"))?;
+        Pretrained::Pytorch(from.clone(), config)
+    } else {
+        Pretrained::Ours(from.clone())
+    };
+    let (model, config) = pretrained_for_fine_tuning(&pretrained, classes, device)?;
+    println!(
+        "loaded {} (backbone kept, new {classes}-way classifier)",
+        from.display()
+    );
+    let size = args.size.unwrap_or(config.img_size);
+    Ok((model, config, size))
+}
+
+/// The training recipe from the flags, with the mode's defaults for what was not given.
+pub fn recipe(args: &TrainArgs, default_epochs: usize, default_lr: f64) -> TrainingConfig {
+    TrainingConfig {
+        epochs: args.epochs.unwrap_or(default_epochs),
+        batch_size: args.batch,
+        lr: args.lr.unwrap_or(default_lr),
+        warmup_epochs: 1.0,
+        num_workers: args.workers,
+        seed: args.seed,
+        ..TrainingConfig::default()
+    }
+}
+
+/// Writes a PNG grid of `shapes` (two rows, one tile per class) to `path`.
+///
+/// # Errors
+/// [`Error::ImageWrite`] when the file cannot be written.
+pub fn write_samples(shapes: &SyntheticShapes, path: &Path) -> Result<()> {
+    let s = shapes.config().image_size as u32;
+    let n = SyntheticShapes::num_classes();
+    let mut rows = Vec::with_capacity(2);
+    for r in 0..2 {
+        let mut tiles = Vec::with_capacity(n);
+        for c in 0..n {
+            let (rgb, _) = shapes.render_rgb(r * n + c);
+            let bytes = rgb.iter().map(|v| (v * 255.0).round() as u8).collect();
+            let img = image::RgbImage::from_raw(s, s, bytes).ok_or_else(|| Error::ImageWrite {
+                path: path.to_path_buf(),
+                reason: format!("a rendered tile does not hold {s}x{s}x3 values"),
+            })?;
+            tiles.push(image::imageops::resize(
+                &img,
+                s * 2,
+                s * 2,
+                image::imageops::Nearest,
+            ));
+        }
+        rows.push(hstack(&tiles, 4, image::Rgb([255, 255, 255])));
+    }
+    save_png(&vstack(&rows, 4, image::Rgb([255, 255, 255])), path)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// What [`train`] produced: the fit's report and where the checkpoint went (`None` when only
+/// `--samples` was written).
+pub struct TrainOutcome {
+    /// Per-epoch records, the trained model, the time taken.
+    pub report: FitReport,
+    /// The checkpoint written: `--out`/model.bpk (+ model.json beside it).
+    pub checkpoint: PathBuf,
+}
+
+/// Trains as the flags say and saves `--out`/model.bpk + model.json; `Ok(None)` when
+/// `--samples` only wrote the picture.
+///
+/// # Errors
+/// Device, data, loading and training errors, typed.
+pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
+    let devices = devices(args)?;
+    let device = devices[0].clone();
+    println!(
+        "devices: {}",
+        devices
+            .iter()
+            .map(|d| format!("{d:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let weights = args.out.join("model.bpk");
+    let options = FitOptions::new(&args.out, device.clone())
+        .with_devices(devices.clone())
+        .with_resume(args.resume);
+
+    let (report, meta) = if let Some(dir) = &args.data {
+        let (train, val) = ImageFolder::open_split(dir, args.val_fraction, args.seed)?;
+        println!(
+            "data: {} ({} classes, {} training and {} validation images)",
+            dir.display(),
+            train.classes.len(),
+            train.len(),
+            val.len()
+        );
+        let (model, config, size) = starting_model(args, train.classes.len(), &device)?;
+        let recipe = recipe(args, 10, 2e-4);
+        println!(
+            "model: {} parameters, input {size}x{size}; {} epochs, batch {}, lr {}",
+            model.num_params(),
+            recipe.epochs,
+            recipe.batch_size,
+            recipe.lr
+        );
+        let train_set = train.train_dataset(TrainTransform::new(size as u32), args.seed);
+        let val_set = val.eval_dataset(EvalTransform::new(size as u32));
+        let report = fit(model, train_set, val_set, &recipe, &options)?;
+        let meta = CheckpointMeta {
+            config,
+            classes: train.classes.clone(),
+            image_size: size,
+            crop_pct: 224.0 / 256.0,
+        };
+        (report, meta)
+    } else {
+        let size = args.size.unwrap_or(32);
+        let train = SyntheticShapes::new(ShapesConfig::new(size, args.train_images, args.seed))?;
+        let valid = SyntheticShapes::new(ShapesConfig::new(
+            size,
+            args.val_images,
+            args.seed.wrapping_add(1_000_003),
+        ))?;
+        if let Some(path) = &args.samples {
+            write_samples(&train, path)?;
+            return Ok(None);
+        }
+        let config = small_config(size, SyntheticShapes::num_classes());
+        let model = config.init_seeded(&device, args.seed)?;
+        let recipe = recipe(args, 6, 2e-3);
+        println!(
+            "data: synthetic shapes {:?}, {size}x{size}, {} training and {} validation images",
+            SyntheticShapes::class_names(),
+            train.len(),
+            valid.len()
+        );
+        println!(
+            "model: vHeat depths {:?} widths {:?}, {} parameters; {} epochs, batch {}, lr {}",
+            config.depths,
+            config.dims,
+            model.num_params(),
+            recipe.epochs,
+            recipe.batch_size,
+            recipe.lr
+        );
+        let report = fit(model, train, valid, &recipe, &options)?;
+        let meta = CheckpointMeta {
+            config,
+            classes: SyntheticShapes::class_names(),
+            image_size: size,
+            crop_pct: 1.0,
+        };
+        (report, meta)
+    };
+    save_checkpoint(&report.model, &meta, &weights)?;
+    Ok(Some(TrainOutcome {
+        report,
+        checkpoint: weights,
+    }))
+}
+
+/// Runs `vheat train`: [`train`], then a summary (accuracy, time, where the files are).
+///
+/// # Errors
+/// As [`train`].
+pub fn run(args: TrainArgs) -> Result<()> {
+    let start = Instant::now();
+    let Some(TrainOutcome { report, checkpoint }) = train(&args)? else {
+        return Ok(());
+    };
+    if report.resumed_from > 0 {
+        println!("resumed after epoch {}", report.resumed_from);
+    }
+    let best = report
+        .epochs
+        .iter()
+        .filter_map(|e| e.valid_accuracy.map(|a| (a, e.epoch)))
+        .fold(None, |best: Option<(f64, usize)>, x| match best {
+            Some(b) if b.0 >= x.0 => Some(b),
+            _ => Some(x),
+        });
+    if let (Some(last), Some((best_acc, best_epoch))) = (report.final_accuracy(), best) {
+        println!(
+            "final validation accuracy: {last:.1} % (best {best_acc:.1} % at epoch {best_epoch})"
+        );
+    }
+    println!(
+        "trained in {:.0} s ({:.0} s with set-up)",
+        report.elapsed.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
+    println!(
+        "checkpoint: {} (+ {}); resume state in {}",
+        checkpoint.display(),
+        meta_path(&checkpoint).display(),
+        args.out.join("checkpoint").display()
+    );
+    Ok(())
+}
