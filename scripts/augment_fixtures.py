@@ -3,7 +3,8 @@ fixed 24x20 RGB image, for tests/augment.rs.
 
 Run with the shared venv:  /work/venv-py/bin/python scripts/augment_fixtures.py
 Writes ops.bin (the raw RGB bytes of the source image, then of every result, concatenated) and
-ops.json (for each case: op name, argument, resample filter, byte offset).
+ops.json (for each case: op name, argument, resample filter, an optional op applied first,
+byte offset).
 """
 import json
 import os
@@ -50,6 +51,10 @@ CASES = [
     ("AutoContrast", 0, None),
     ("Equalize", 0, None),
     ("Invert", 0, None),
+    # On a dimmed copy (Brightness 0.3 first, its own case above), whose histogram spans only
+    # part of 0..255, so the stretch and the equalisation move every value.
+    ("AutoContrast", 0, None, ("BrightnessIncreasing", 0.3)),
+    ("Equalize", 0, None, ("BrightnessIncreasing", 0.3)),
 ]
 
 FN = {
@@ -78,17 +83,26 @@ def main():
     img = source()
     blob = bytearray(np.asarray(img).tobytes())
     index = {"width": W, "height": H, "fill": FILL, "cases": []}
-    for op, arg, resample in CASES:
+    for case in CASES:
+        op, arg, resample = case[:3]
+        pre = case[3] if len(case) > 3 else None
+        src = FN[pre[0]](img, pre[1]) if pre else img
         fn = FN[op]
         if resample is not None:
-            res = fn(img, arg, fillcolor=FILL, resample=RESAMPLE[resample])
+            res = fn(src, arg, fillcolor=FILL, resample=RESAMPLE[resample])
         elif op in ("AutoContrast", "Equalize", "Invert"):
-            res = fn(img)
+            res = fn(src)
         else:
-            res = fn(img, arg)
+            res = fn(src, arg)
         assert res.size == img.size and res.mode == "RGB"
         index["cases"].append(
-            {"op": op, "arg": arg, "resample": resample or "bicubic", "offset": len(blob)}
+            {
+                "op": op,
+                "arg": arg,
+                "resample": resample or "bicubic",
+                "pre": list(pre) if pre else None,
+                "offset": len(blob),
+            }
         )
         blob += np.asarray(res).tobytes()
     with open(os.path.join(out, "ops.bin"), "wb") as f:

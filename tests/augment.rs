@@ -54,7 +54,16 @@ fn ops_match_timm_and_pillow() {
         };
         let off = case["offset"].as_u64().unwrap() as usize;
         let want = &blob[off..off + n];
-        let got = op_by_name(name).apply(&img, arg, resample, IMAGENET_FILL);
+        let src = match case["pre"].as_array() {
+            Some(pre) => op_by_name(pre[0].as_str().unwrap()).apply(
+                &img,
+                pre[1].as_f64().unwrap(),
+                resample,
+                IMAGENET_FILL,
+            ),
+            None => img.clone(),
+        };
+        let got = op_by_name(name).apply(&src, arg, resample, IMAGENET_FILL);
         assert_eq!(got.dimensions(), img.dimensions(), "{name} keeps the size");
         let diffs: Vec<i32> = got
             .as_raw()
