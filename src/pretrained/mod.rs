@@ -394,6 +394,8 @@ impl Weights {
         if self.task() == Task::Classification {
             names.push(short[..1].to_string());
         }
+        names.sort();
+        names.dedup();
         names
     }
 }
