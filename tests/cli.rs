@@ -202,7 +202,7 @@ fn parse_errors_are_clap_errors() {
         t.devices,
         Some(vec!["flex".to_string(), "flex".to_string()])
     );
-    assert_eq!((t.epochs, t.batch, t.seed), (Some(3), 64, 0));
+    assert_eq!((t.epochs, t.batch, t.seed), (Some(3), None, 0));
 }
 
 #[test]
@@ -255,10 +255,14 @@ fn classify_on_missing_files_is_a_typed_error_naming_the_path() {
         Error::CheckpointRead { path, .. } => assert_eq!(path, &PathBuf::from("/nonexistent.json")),
         other => panic!("expected CheckpointRead, got {other:?}"),
     }
+    // A name that is not published is refused before any download is tried.
     let args =
-        ClassifyArgs::try_parse_from(["classify", "a.png", "--pretrained", "vheat_tiny"]).unwrap();
+        ClassifyArgs::try_parse_from(["classify", "a.png", "--pretrained", "vheat_huge"]).unwrap();
     let err = vheat::cli::classify::run(args).unwrap_err();
-    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    assert!(
+        matches!(&err, Error::UnknownWeights { name, known } if name == "vheat_huge" && known.contains("vheat_tiny")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -294,7 +298,7 @@ fn convert_pth_to_bpk_keeps_the_reference_outputs() {
         // The parity tests' bound (see common::ATOL): the converted weights are the reference's.
         assert!((g - w).abs() <= ATOL + RTOL * w.abs(), "{g} vs {w}");
     }
-    // The export direction is a hook, a typed error for now.
+    // .pth is read, not written: a typed error that writes nothing.
     let back = dir.join("back.pth");
     let args = ConvertArgs::try_parse_from(["convert".as_ref(), out.as_os_str(), back.as_os_str()])
         .unwrap();
@@ -302,6 +306,24 @@ fn convert_pth_to_bpk_keeps_the_reference_outputs() {
         vheat::cli::convert::run(args),
         Err(Error::Unsupported(_))
     ));
+    assert!(!back.exists());
+    // The export direction: our .bpk -> the reference's safetensors, which the existing
+    // safetensors importer reads back to the same logits.
+    let exported = dir.join("back.safetensors");
+    let args =
+        ConvertArgs::try_parse_from(["convert".as_ref(), out.as_os_str(), exported.as_os_str()])
+            .unwrap();
+    vheat::cli::convert::run(args).unwrap();
+    let again = vheat::VHeat::load_safetensors(&exported, &config, &device).unwrap();
+    let x = fx.get::<4>("x64.input", &device);
+    assert_eq!(
+        again
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+        model.forward(x).into_data().try_to_vec::<f32>().unwrap()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -22,8 +22,8 @@ use clap::Parser;
 
 use super::{device_by_name, resolve_config, BackendArgs};
 use crate::data::{
-    hstack, save_png, vstack, EvalTransform, ImageFolder, ShapesConfig, SyntheticShapes,
-    TrainTransform,
+    hstack, save_png, vstack, AugmentPolicy, EvalTransform, ImageFolder, ShapesConfig,
+    SyntheticShapes,
 };
 use crate::error::{Error, Result};
 use crate::train::{
@@ -51,9 +51,58 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
 
-    /// Images per optimizer step.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub batch: usize,
+    /// Images per batch [default: 64] (the reference recipe: 512 / --accum).
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
+
+    /// Recipe for a folder: `auto` picks from-scratch defaults without --from and fine-tuning
+    /// defaults with it (and prints what it chose and why); `reference` is the paper's full
+    /// ImageNet recipe (300 epochs, AdamW 5e-4 per 512 images, RandAugment, RandomErasing,
+    /// Mixup/CutMix, model EMA) for the model's configuration.
+    #[arg(long, value_name = "NAME", default_value = "auto", value_parser = ["auto", "reference"])]
+    pub recipe: String,
+
+    /// Augmentation policy: none, light (small shifts/scale/rotation, no flip) or reference
+    /// (timm's: random resized crop, flip, RandAugment, RandomErasing) [default: the recipe's:
+    /// light for images of 64 px or less, crop + flip above].
+    #[arg(long = "aug", value_name = "POLICY")]
+    pub aug: Option<String>,
+
+    /// Random-resized-crop area range as LO,HI (fractions of the image, 0 < LO <= HI <= 1)
+    /// [default: the policy's, 0.08,1].
+    #[arg(long, value_name = "LO,HI", value_delimiter = ',', num_args = 2)]
+    pub scale: Option<Vec<f64>>,
+
+    /// Probability of a horizontal flip [default: the policy's: 0 for none/light, 0.5 for reference].
+    #[arg(long, value_name = "P")]
+    pub hflip: Option<f64>,
+
+    /// RandAugment as timm spells it (e.g. rand-m9-mstd0.5-inc1), or `none` [default: the
+    /// policy's].
+    #[arg(long, value_name = "SPEC")]
+    pub rand_augment: Option<String>,
+
+    /// RandomErasing probability (0-1) [default: the policy's: 0.25 for reference, else 0].
+    #[arg(long, value_name = "P")]
+    pub reprob: Option<f64>,
+
+    /// Batches whose gradients are summed before each optimizer step (an effective batch of
+    /// --batch x N).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub accum: usize,
+
+    /// Warm-up length in epochs [default: the recipe's].
+    #[arg(long, value_name = "E")]
+    pub warmup_epochs: Option<f64>,
+
+    /// Weight decay of the decayed parameter group [default: the recipe's].
+    #[arg(long, value_name = "X")]
+    pub weight_decay: Option<f64>,
+
+    /// Skip an image that cannot be read during training (reported with its path and counted)
+    /// instead of stopping the run with an error.
+    #[arg(long)]
+    pub skip_bad_images: bool,
 
     /// Peak learning rate [default: 2e-3 on synthetic shapes, 2e-4 on a folder].
     #[arg(long, value_name = "X")]
@@ -138,11 +187,12 @@ pub fn small_config(size: usize, classes: usize) -> VHeatConfig {
 /// The loaders' errors, naming the file.
 pub fn starting_model(
     args: &TrainArgs,
-    classes: usize,
+    train: &ImageFolder,
     device: &Device,
 ) -> Result<(VHeat, VHeatConfig, usize)> {
+    let classes = train.classes.len();
     let Some(from) = &args.from else {
-        let size = args.size.unwrap_or(64);
+        let size = args.size.unwrap_or(native_side(train)?);
         let config = small_config(size, classes);
         return Ok((config.init_seeded(device, args.seed)?, config, size));
     };
@@ -164,11 +214,95 @@ pub fn starting_model(
     Ok((model, config, size))
 }
 
+/// The side a from-scratch run trains at when `--size` is not given: the shorter side of the
+/// folder's first image, clamped to 32 (the network's total stride) … 224.
+///
+/// # Errors
+/// [`Error::ImageRead`] if that image's header cannot be read.
+pub fn native_side(train: &ImageFolder) -> Result<usize> {
+    let Some(first) = train.samples.first() else {
+        return Ok(64);
+    };
+    let (w, h) = crate::data::image_dimensions(&first.path)?;
+    Ok((w.min(h) as usize).clamp(32, 224))
+}
+
+/// The recipe for an image folder: `--recipe reference` or the automatic from-scratch /
+/// fine-tuning defaults (whose reasons are printed), then every flag that was given on top.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming a contradictory or out-of-range flag (checked before any
+/// training starts).
+pub fn folder_recipe(
+    args: &TrainArgs,
+    config: &VHeatConfig,
+    size: usize,
+    num_images: usize,
+) -> Result<TrainingConfig> {
+    let mut recipe = if args.recipe == "reference" {
+        let total = args.batch.unwrap_or(512usize.div_ceil(args.accum)) * args.accum;
+        println!(
+            "recipe: the paper's reference recipe for this configuration at {total} images per step"
+        );
+        let mut r = TrainingConfig::reference(config, total);
+        r.batch_size = args.batch.unwrap_or(512usize.div_ceil(args.accum));
+        r
+    } else {
+        let chosen = if args.from.is_some() {
+            TrainingConfig::fine_tune(size, num_images)
+        } else {
+            TrainingConfig::from_scratch(size, num_images)
+        };
+        for why in &chosen.reasons {
+            println!("recipe: {why}");
+        }
+        chosen.config
+    };
+    if let Some(e) = args.epochs {
+        recipe.epochs = e;
+    }
+    if let Some(b) = args.batch {
+        recipe.batch_size = b;
+    }
+    if let Some(lr) = args.lr {
+        recipe.lr = lr;
+    }
+    if let Some(w) = args.warmup_epochs {
+        recipe.warmup_epochs = w;
+    }
+    if let Some(w) = args.weight_decay {
+        recipe.weight_decay = w;
+    }
+    recipe.grad_accumulation = args.accum;
+    recipe.num_workers = args.workers;
+    recipe.seed = args.seed;
+    if let Some(policy) = &args.aug {
+        recipe.augment = policy.parse::<AugmentPolicy>()?.config();
+    }
+    if let Some(scale) = &args.scale {
+        if let [lo, hi] = scale[..] {
+            recipe.augment.scale = (lo, hi);
+        }
+    }
+    if let Some(p) = args.hflip {
+        recipe.augment.hflip = p;
+    }
+    if let Some(spec) = &args.rand_augment {
+        recipe.augment.rand_augment = (spec != "none").then(|| spec.clone());
+    }
+    if let Some(p) = args.reprob {
+        recipe.augment.reprob = p;
+    }
+    recipe.validate()?;
+    Ok(recipe)
+}
+
 /// The training recipe from the flags, with the mode's defaults for what was not given.
 pub fn recipe(args: &TrainArgs, default_epochs: usize, default_lr: f64) -> TrainingConfig {
     TrainingConfig {
         epochs: args.epochs.unwrap_or(default_epochs),
-        batch_size: args.batch,
+        batch_size: args.batch.unwrap_or(64),
+        grad_accumulation: args.accum,
         lr: args.lr.unwrap_or(default_lr),
         warmup_epochs: 1.0,
         num_workers: args.workers,
@@ -247,23 +381,42 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             train.len(),
             val.len()
         );
-        let (model, config, size) = starting_model(args, train.classes.len(), &device)?;
-        let recipe = recipe(args, 10, 2e-4);
+        let (model, config, size) = starting_model(args, &train, &device)?;
+        let recipe = folder_recipe(args, &config, size, train.len())?;
         println!(
-            "model: {} parameters, input {size}x{size}; {} epochs, batch {}, lr {}",
+            "model: {} parameters, input {size}x{size}; {} epochs, batch {}{}, lr {}, \
+             warm-up {} epochs, weight decay {}",
             model.num_params(),
             recipe.epochs,
             recipe.batch_size,
-            recipe.lr
+            if recipe.grad_accumulation > 1 {
+                format!(" x {} accumulated", recipe.grad_accumulation)
+            } else {
+                String::new()
+            },
+            recipe.lr,
+            recipe.warmup_epochs,
+            recipe.weight_decay
         );
-        let train_set = train.train_dataset(TrainTransform::new(size as u32), args.seed);
-        let val_set = val.eval_dataset(EvalTransform::new(size as u32));
+        println!("{}", recipe.augment);
+        let train_set = train
+            .augmented_dataset(&recipe.augment, size as u32, args.seed)?
+            .skip_unreadable(args.skip_bad_images);
+        let skipped = train_set.skipped_counter();
+        let val_set = val.eval_dataset(EvalTransform::with_crop_pct(
+            size as u32,
+            recipe.eval_crop_pct,
+        ));
         let report = fit(model, train_set, val_set, &recipe, &options)?;
+        let n_skipped = skipped.load(std::sync::atomic::Ordering::Relaxed);
+        if n_skipped > 0 {
+            println!("skipped {n_skipped} unreadable training image reads (paths above)");
+        }
         let meta = CheckpointMeta {
             config,
             classes: train.classes.clone(),
             image_size: size,
-            crop_pct: 224.0 / 256.0,
+            crop_pct: recipe.eval_crop_pct,
         };
         (report, meta)
     } else {

@@ -16,7 +16,7 @@ use super::classifier::ImageClassifier;
 use super::optim::adamw_for;
 use super::progress::{EpochRecord, ProgressPrinter};
 use super::schedule::WarmupCosineLr;
-use crate::data::{ImageBatcher, ImageItem};
+use crate::data::{AugmentConfig, ImageBatcher, ImageItem};
 use crate::error::{Error, Result};
 use crate::vheat::VHeat;
 
@@ -55,6 +55,19 @@ pub struct TrainingConfig {
     /// `batch_size` images at once. The schedule counts optimizer steps.
     #[serde(default = "one")]
     pub grad_accumulation: usize,
+    /// The training augmentation, for whoever builds the training dataset from an image folder
+    /// ([`crate::data::ImageFolder::augmented_dataset`]; the `vheat train` command does).
+    /// [`fit`] itself takes ready datasets and does not read it.
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    /// Centre-crop fraction of the evaluation transform for folder validation sets
+    /// (1.0 = the whole image resized; the reference's ImageNet value is 0.875).
+    #[serde(default = "reference_crop")]
+    pub eval_crop_pct: f64,
+}
+
+fn reference_crop() -> f64 {
+    0.875
 }
 
 fn one() -> usize {
@@ -77,6 +90,8 @@ impl Default for TrainingConfig {
             num_workers: 1,
             seed: 0,
             grad_accumulation: 1,
+            augment: AugmentConfig::default(),
+            eval_crop_pct: 0.875,
         }
     }
 }
@@ -117,6 +132,13 @@ impl TrainingConfig {
                 self.label_smoothing
             ));
         }
+        if !(self.eval_crop_pct > 0.0 && self.eval_crop_pct <= 1.0) {
+            return bad(format!(
+                "`eval_crop_pct` {} is outside (0, 1]",
+                self.eval_crop_pct
+            ));
+        }
+        self.augment.validate()?;
         if let Some(c) = self.clip_grad {
             if !c.is_finite() || c <= 0.0 {
                 return bad(format!("`clip_grad` {c} must be > 0 (or absent)"));

@@ -42,6 +42,7 @@ mod classifier;
 mod fit;
 mod optim;
 mod progress;
+mod recipe;
 mod schedule;
 
 pub use checkpoint::{
@@ -55,4 +56,5 @@ pub use classifier::{smoothed_cross_entropy, ImageClassifier};
 pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, TrainingConfig};
 pub use optim::{adamw_for, clip_grad_norm, DecayGroups};
 pub use progress::{EpochRecord, ProgressPrinter};
+pub use recipe::{ChosenRecipe, RecipeKind, SMALL_IMAGE_SIDE};
 pub use schedule::WarmupCosineLr;

@@ -6,9 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ema::EmaConfig;
 use super::fit::TrainingConfig;
-use crate::data::{AugmentConfig, MixupConfig};
+use crate::data::{AugmentConfig, AugmentPolicy};
 use crate::vheat::VHeatConfig;
 
 /// Images of this side or smaller are "small": trained from scratch with the `light`
@@ -45,8 +44,8 @@ impl TrainingConfig {
     /// ε 1e-8) with base learning rate 5e-4 per 512 images (warm-up start 5e-7 and minimum
     /// 5e-6 scaled alike, `lr × total_batch / 512`), weight decay 0.08, label smoothing 0.1,
     /// Mixup 0.8 / CutMix 1.0 (switch 0.5), RandAugment `rand-m9-mstd0.5-inc1`, RandomErasing 0.25,
-    /// model EMA 0.9999, gradient clipping at global norm 5, and the model's own drop-path rate
-    /// (0.1 / 0.3 / 0.5 in `VHeatConfig::tiny/small/base`). `total_batch` is the number of images
+    /// model EMA 0.9999 and gradient clipping at global norm 5; the drop-path rate is the
+    /// model configuration's own (0.1 / 0.3 / 0.5 in `VHeatConfig::tiny/small/base`). `total_batch` is the number of images
     /// per optimizer step (batch × gradient-accumulation steps × devices); it is also used as
     /// this config's `batch_size`.
     ///
@@ -71,10 +70,7 @@ impl TrainingConfig {
             num_workers: 2,
             seed: 0,
             grad_accumulation: 1,
-            augment: AugmentConfig::reference(model.img_size as u32),
-            mixup: Some(MixupConfig::reference(model.num_classes)),
-            ema: Some(EmaConfig::new(0.9999)),
-            drop_path_rate: Some(model.drop_path_rate),
+            augment: AugmentPolicy::Reference.config(),
             eval_crop_pct: 0.875,
         }
     }
@@ -99,25 +95,13 @@ impl TrainingConfig {
                  shifts, scale and rotation, no flip: crops down to 8 % of the area and mirror \
                  images would destroy digits and glyphs); evaluation on the whole image"
             ));
-            (
-                30,
-                2.0,
-                2e-3,
-                AugmentConfig::light(image_size as u32),
-                1.0,
-            )
+            (30, 2.0, 2e-3, AugmentPolicy::Light.config(), 1.0)
         } else {
             reasons.push(format!(
                 "images of {image_size} px (> {SMALL_IMAGE_SIDE}): random resized crop and \
                  horizontal flip; evaluation resizes to size / 0.875 and centre-crops"
             ));
-            (
-                50,
-                5.0,
-                1e-3,
-                AugmentConfig::crop_flip(image_size as u32),
-                0.875,
-            )
+            (50, 5.0, 1e-3, crop_flip(), 0.875)
         };
         reasons.push(format!(
             "{epochs} epochs ({warmup} of warm-up) over {num_images} training images"
@@ -156,12 +140,12 @@ impl TrainingConfig {
                 "images of {image_size} px (<= {SMALL_IMAGE_SIDE}): `light` augmentation; \
                  evaluation on the whole image"
             ));
-            (AugmentConfig::light(image_size as u32), 1.0)
+            (AugmentPolicy::Light.config(), 1.0)
         } else {
             reasons.push(format!(
                 "images of {image_size} px: random resized crop and flip; evaluation crop 0.875"
             ));
-            (AugmentConfig::crop_flip(image_size as u32), 0.875)
+            (crop_flip(), 0.875)
         };
         reasons.push(format!("{num_images} training images"));
         ChosenRecipe {
@@ -177,5 +161,15 @@ impl TrainingConfig {
             },
             reasons,
         }
+    }
+}
+
+/// Random resized crop (0.08–1) and horizontal flip, without RandAugment or erasing: the
+/// standard augmentation for larger images when the full reference recipe is not asked for.
+fn crop_flip() -> AugmentConfig {
+    AugmentConfig {
+        rand_augment: None,
+        reprob: 0.0,
+        ..AugmentPolicy::Reference.config()
     }
 }
