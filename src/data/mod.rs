@@ -8,6 +8,7 @@
 //! - [`EvalTransform`] (timm's and the reference's evaluation preprocessing, bit-exact with
 //!   Pillow's bicubic resize) and [`TrainTransform`] (random resized crop and flip);
 //! - [`ImageItem`], [`ImageBatch`] and [`ImageBatcher`] for Burn's data loaders;
+//! - [`MixupConfig`] and [`MixupBatcher`]: timm's batch-level Mixup/CutMix with soft targets;
 //! - [`load_rgb`], [`save_png`], [`heat_map`]: image files and pictures;
 //! - [`imagenet_classes`]: the 1000 ImageNet-1k class names, for the reference checkpoints.
 //!
@@ -24,6 +25,7 @@
 mod batch;
 mod folder;
 mod io;
+mod mix;
 mod rng;
 mod synthetic;
 mod transform;
@@ -34,6 +36,7 @@ pub use io::{
     has_image_extension, heat_colour, heat_map, hstack, image_dimensions, load_rgb, save_png,
     vstack, IMAGE_EXTENSIONS,
 };
+pub use mix::{cutmix_box, mixup_target, CutBox, MixDraw, MixupBatcher, MixupConfig};
 pub use rng::SplitMix64;
 pub use synthetic::{ShapesConfig, SyntheticShapes, SHAPE_CLASSES};
 pub use transform::{
