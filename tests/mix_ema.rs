@@ -41,7 +41,12 @@ fn items(n: usize, c: usize, h: usize, w: usize) -> Vec<ImageItem> {
 struct Values(Vec<(ParamId, Vec<f32>)>);
 impl ModuleVisitor for Values {
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        let v = p.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let v = p
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
         self.0.push((p.id, v));
     }
 }
@@ -64,7 +69,10 @@ fn bad_mixup_configs_are_typed_errors() {
         (ok.clone().with_switch_prob(-0.5), "switch_prob"),
         (ok.clone().with_label_smoothing(1.0), "label_smoothing"),
         (MixupConfig::new(1), "num_classes"),
-        (ok.clone().with_mixup_alpha(0.0).with_cutmix_alpha(0.0), "both"),
+        (
+            ok.clone().with_mixup_alpha(0.0).with_cutmix_alpha(0.0),
+            "both",
+        ),
     ] {
         let err = bad.validate().unwrap_err();
         assert!(matches!(err, vheat::Error::InvalidConfig(_)), "{err}");
@@ -86,31 +94,75 @@ fn bad_mixup_configs_are_typed_errors() {
 fn cutmix_box_matches_hand_computed_cases() {
     // lam 0.75: ratio sqrt(0.25) = 0.5, cut 16x16 around (16, 16): rows/cols 8..24, lam 0.75.
     let (b, lam) = cutmix_box(32, 32, 0.75, 16, 16);
-    assert_eq!(b, CutBox { y0: 8, y1: 24, x0: 8, x1: 24 });
+    assert_eq!(
+        b,
+        CutBox {
+            y0: 8,
+            y1: 24,
+            x0: 8,
+            x1: 24
+        }
+    );
     assert_eq!(lam, 0.75);
     // Same cut near a corner: rows 2-8..2+8 -> 0..10, cols 30-8..30+8 -> 22..32 (clipped),
     // area 100, lam = 1 - 100/1024.
     let (b, lam) = cutmix_box(32, 32, 0.75, 2, 30);
-    assert_eq!(b, CutBox { y0: 0, y1: 10, x0: 22, x1: 32 });
+    assert_eq!(
+        b,
+        CutBox {
+            y0: 0,
+            y1: 10,
+            x0: 22,
+            x1: 32
+        }
+    );
     assert_eq!(lam, 1.0 - 100.0 / 1024.0);
     // lam 0: the whole side (cut 32) at (0, 0): rows/cols 0..16, a quarter of the image.
     let (b, lam) = cutmix_box(32, 32, 0.0, 0, 0);
-    assert_eq!(b, CutBox { y0: 0, y1: 16, x0: 0, x1: 16 });
+    assert_eq!(
+        b,
+        CutBox {
+            y0: 0,
+            y1: 16,
+            x0: 0,
+            x1: 16
+        }
+    );
     assert_eq!(lam, 0.75);
     // Non-square 10x7, lam 0.5: ratio 0.7071, cut_h = int(7.07) = 7, cut_w = int(4.95) = 4;
     // centre (5, 3): rows 5-3..5+3 = 2..8, cols 3-2..3+2 = 1..5, area 24.
     let (b, lam) = cutmix_box(10, 7, 0.5, 5, 3);
-    assert_eq!(b, CutBox { y0: 2, y1: 8, x0: 1, x1: 5 });
+    assert_eq!(
+        b,
+        CutBox {
+            y0: 2,
+            y1: 8,
+            x0: 1,
+            x1: 5
+        }
+    );
     assert_eq!(lam, 1.0 - 24.0 / 70.0);
 }
 
 #[test]
 fn cutmix_pastes_the_flipped_batch_inside_the_box_only() {
     let (n, c, h, w) = (3, 2, 4, 5);
-    let mut px: Vec<f32> = items(n, c, h, w).into_iter().flat_map(|i| i.pixels).collect();
+    let mut px: Vec<f32> = items(n, c, h, w)
+        .into_iter()
+        .flat_map(|i| i.pixels)
+        .collect();
     let orig = px.clone();
-    let b = CutBox { y0: 1, y1: 3, x0: 2, x1: 5 };
-    MixDraw { lam: 1.0 - 6.0 / 20.0, cutmix: Some(b) }.apply(&mut px, [n, c, h, w]);
+    let b = CutBox {
+        y0: 1,
+        y1: 3,
+        x0: 2,
+        x1: 5,
+    };
+    MixDraw {
+        lam: 1.0 - 6.0 / 20.0,
+        cutmix: Some(b),
+    }
+    .apply(&mut px, [n, c, h, w]);
     for i in 0..n {
         for ch in 0..c {
             for y in 0..h {
@@ -161,7 +213,11 @@ fn mixup_only_blends_pixels_and_targets_with_the_drawn_lambda() {
     let on = 0.9 + off;
     let batch = batcher.batch(its, &common::cpu());
     let soft = batch.soft_targets.expect("mixed batch has soft targets");
-    let soft = soft.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let soft = soft
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert_eq!(labels, vec![0, 1, 2, 0]);
     for i in 0..n {
         for k in 0..3 {
@@ -171,8 +227,17 @@ fn mixup_only_blends_pixels_and_targets_with_the_drawn_lambda() {
             assert!((f64::from(soft[i * 3 + k]) - want).abs() < 1e-6);
         }
     }
-    let targets = batch.targets.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
-    assert_eq!(targets, vec![0, 1, 2, 0], "hard targets stay the original labels");
+    let targets = batch
+        .targets
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap();
+    assert_eq!(
+        targets,
+        vec![0, 1, 2, 0],
+        "hard targets stay the original labels"
+    );
 }
 
 #[test]
@@ -190,7 +255,10 @@ fn the_draw_is_a_function_of_seed_and_batch_content() {
                 .3
         })
         .collect();
-    assert!(draws.windows(2).any(|w| w[0] != w[1]), "seeds change the draw");
+    assert!(
+        draws.windows(2).any(|w| w[0] != w[1]),
+        "seeds change the draw"
+    );
 }
 
 #[test]
@@ -211,7 +279,10 @@ fn lambda_and_switch_statistics_match_the_recipe() {
     let um = u.iter().sum::<f64>() / n as f64;
     let uv = u.iter().map(|l| (l - um).powi(2)).sum::<f64>() / n as f64;
     // SE 0.002 and 0.0005 (as above).
-    assert!((um - 0.5).abs() < 0.01 && (uv - 1.0 / 12.0).abs() < 0.003, "{um} {uv}");
+    assert!(
+        (um - 0.5).abs() < 0.01 && (uv - 1.0 / 12.0).abs() < 0.003,
+        "{um} {uv}"
+    );
     // Default recipe: CutMix in half the batches (SE 0.0035: 0.02 is 5.7 SE).
     let full = MixupConfig::new(3);
     let cut = (0..n)
@@ -222,7 +293,13 @@ fn lambda_and_switch_statistics_match_the_recipe() {
     // prob 0.3: 70 % of batches untouched (lam exactly 1, no box); SE 0.0032.
     let some = MixupConfig::new(3).with_prob(0.3);
     let untouched = (0..n)
-        .filter(|_| some.draw(32, 32, &mut rng) == MixDraw { lam: 1.0, cutmix: None })
+        .filter(|_| {
+            some.draw(32, 32, &mut rng)
+                == MixDraw {
+                    lam: 1.0,
+                    cutmix: None,
+                }
+        })
         .count() as f64
         / n as f64;
     assert!((untouched - 0.7).abs() < 0.02, "untouched {untouched}");
@@ -247,7 +324,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mix/soft_ce.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/mix/soft_ce.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -260,14 +340,16 @@ fn soft_targets_and_soft_cross_entropy_match_timm() {
             // Both are f32 roundings of the same expression.
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
-        let logits = Tensor::<2>::from_data(
-            TensorData::new(c.logits.clone(), [c.batch, c.classes]),
-            &d,
-        );
+        let logits =
+            Tensor::<2>::from_data(TensorData::new(c.logits.clone(), [c.batch, c.classes]), &d);
         let t = Tensor::<2>::from_data(TensorData::new(c.soft_targets, [c.batch, c.classes]), &d);
         let loss = soft_cross_entropy(logits, t).into_scalar::<f32>();
         // log_softmax of logits up to ~10 in f32: a few ulp of a loss of order 1-10.
-        assert!((loss - c.loss).abs() < 1e-5 * c.loss.abs().max(1.0), "{loss} vs {}", c.loss);
+        assert!(
+            (loss - c.loss).abs() < 1e-5 * c.loss.abs().max(1.0),
+            "{loss} vs {}",
+            c.loss
+        );
     }
 }
 
@@ -478,7 +560,10 @@ fn evaluate_accuracy_is_batching_invariant_and_checks_its_input() {
     let correct = its
         .iter()
         .filter(|i| {
-            let p = model.forward(i.to_tensor(&d)).argmax(1).into_scalar::<i64>();
+            let p = model
+                .forward(i.to_tensor(&d))
+                .argmax(1)
+                .into_scalar::<i64>();
             p as usize == i.label
         })
         .count();

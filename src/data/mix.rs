@@ -238,13 +238,7 @@ impl MixDraw {
 /// timm's `rand_bbox` + `cutmix_bbox_and_lam(correct_lam=True)` for a given centre: side
 /// ratio `r = sqrt(1 − lam)`, `cut = (⌊H·r⌋, ⌊W·r⌋)`, box `centre ± cut/2` (integer half)
 /// clipped to the image, and `lam` corrected to `1 − area / (H·W)`.
-pub fn cutmix_box(
-    height: usize,
-    width: usize,
-    lam: f64,
-    cy: usize,
-    cx: usize,
-) -> (CutBox, f64) {
+pub fn cutmix_box(height: usize, width: usize, lam: f64, cy: usize, cx: usize) -> (CutBox, f64) {
     let ratio = (1.0 - lam).max(0.0).sqrt();
     let cut_h = (height as f64 * ratio) as usize;
     let cut_w = (width as f64 * ratio) as usize;

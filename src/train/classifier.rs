@@ -11,8 +11,8 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
 use super::ema::ModelEma;
 use super::optim::clip_grad_norm;
-use crate::error::Result;
 use crate::data::ImageBatch;
+use crate::error::Result;
 use crate::vheat::VHeat;
 
 /// Cross-entropy with label smoothing, averaged over the batch, as timm's

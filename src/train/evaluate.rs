@@ -41,11 +41,7 @@ pub fn evaluate_accuracy<D: Dataset<ImageItem>>(
             .collect::<Result<Vec<_>>>()?;
         let batch = ImageBatcher.batch(items, device);
         let pred = model.forward(batch.images).argmax(1).flatten::<1>(0, 1);
-        correct += pred
-            .equal(batch.targets)
-            .int()
-            .sum()
-            .into_scalar::<i64>();
+        correct += pred.equal(batch.targets).int().sum().into_scalar::<i64>();
     }
     Ok(100.0 * correct as f64 / n as f64)
 }
