@@ -70,7 +70,7 @@ pub struct TrainArgs {
 
     /// Random-resized-crop area range as LO,HI (fractions of the image, 0 < LO <= HI <= 1)
     /// [default: the policy's, 0.08,1].
-    #[arg(long, value_name = "LO,HI", value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_name = "LO,HI", value_delimiter = ',')]
     pub scale: Option<Vec<f64>>,
 
     /// Probability of a horizontal flip [default: the policy's: 0 for none/light, 0.5 for reference].
@@ -98,6 +98,25 @@ pub struct TrainArgs {
     /// Weight decay of the decayed parameter group [default: the recipe's].
     #[arg(long, value_name = "X")]
     pub weight_decay: Option<f64>,
+
+    /// Mixup alpha (0 turns Mixup off; with --cutmix 0 too, no batch mixing) [default: the
+    /// recipe's: 0.8 for reference, off otherwise].
+    #[arg(long, value_name = "ALPHA")]
+    pub mixup: Option<f64>,
+
+    /// CutMix alpha (0 turns CutMix off) [default: the recipe's: 1.0 for reference, off otherwise].
+    #[arg(long, value_name = "ALPHA")]
+    pub cutmix: Option<f64>,
+
+    /// Decay of a model EMA updated after every optimizer step (0 turns it off); it is saved
+    /// beside the model as model_ema.bpk [default: the recipe's: 0.9999 for reference, off
+    /// otherwise].
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f64>,
+
+    /// Warm the EMA decay up as min(decay, (1+t)/(10+t)) after t updates.
+    #[arg(long)]
+    pub ema_warmup: bool,
 
     /// Skip an image that cannot be read during training (reported with its path and counted)
     /// instead of stopping the run with an error.
@@ -280,9 +299,12 @@ pub fn folder_recipe(
         recipe.augment = policy.parse::<AugmentPolicy>()?.config();
     }
     if let Some(scale) = &args.scale {
-        if let [lo, hi] = scale[..] {
-            recipe.augment.scale = (lo, hi);
-        }
+        let [lo, hi] = scale[..] else {
+            return Err(Error::InvalidConfig(format!(
+                "--scale takes two numbers LO,HI, got {scale:?}"
+            )));
+        };
+        recipe.augment.scale = (lo, hi);
     }
     if let Some(p) = args.hflip {
         recipe.augment.hflip = p;
@@ -292,6 +314,51 @@ pub fn folder_recipe(
     }
     if let Some(p) = args.reprob {
         recipe.augment.reprob = p;
+    }
+    for (flag, v) in [("--mixup", args.mixup), ("--cutmix", args.cutmix)] {
+        if let Some(a) = v.filter(|a| !(a.is_finite() && *a >= 0.0)) {
+            return Err(Error::InvalidConfig(format!(
+                "{flag} {a}: the alpha must be a finite number >= 0 (0 turns it off)"
+            )));
+        }
+    }
+    if args.mixup.is_some() || args.cutmix.is_some() {
+        let mut m = recipe
+            .mixup
+            .clone()
+            .unwrap_or_else(|| {
+                crate::data::MixupConfig::new(config.num_classes)
+                    .with_mixup_alpha(0.0)
+                    .with_cutmix_alpha(0.0)
+            })
+            .with_label_smoothing(recipe.label_smoothing);
+        if let Some(a) = args.mixup {
+            m = m.with_mixup_alpha(a);
+        }
+        if let Some(a) = args.cutmix {
+            m = m.with_cutmix_alpha(a);
+        }
+        recipe.mixup = (m.mixup_alpha > 0.0 || m.cutmix_alpha > 0.0).then_some(m);
+    }
+    if let Some(d) = args.ema {
+        recipe.ema_decay = (d > 0.0).then_some(d);
+    }
+    recipe.ema_warmup |= args.ema_warmup;
+    if let Some(m) = &recipe.mixup {
+        println!(
+            "mixup: alpha {} / cutmix alpha {}, switch {}, prob {}, smoothing {} in the soft targets",
+            m.mixup_alpha, m.cutmix_alpha, m.switch_prob, m.prob, m.label_smoothing
+        );
+    }
+    if let Some(d) = recipe.ema_decay {
+        println!(
+            "model EMA: decay {d}{}",
+            if recipe.ema_warmup {
+                " with warm-up"
+            } else {
+                ""
+            }
+        );
     }
     recipe.validate()?;
     Ok(recipe)
@@ -344,6 +411,7 @@ pub fn write_samples(shapes: &SyntheticShapes, path: &Path) -> Result<()> {
 
 /// What [`train`] produced: the fit's report and where the checkpoint went (`None` when only
 /// `--samples` was written).
+#[derive(Debug)]
 pub struct TrainOutcome {
     /// Per-epoch records, the trained model, the time taken.
     pub report: FitReport,
@@ -459,6 +527,9 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         (report, meta)
     };
     save_checkpoint(&report.model, &meta, &weights)?;
+    if let Some(ema) = &report.ema {
+        save_checkpoint(ema, &meta, args.out.join("model_ema.bpk"))?;
+    }
     Ok(Some(TrainOutcome {
         report,
         checkpoint: weights,
@@ -488,6 +559,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let (Some(last), Some((best_acc, best_epoch))) = (report.final_accuracy(), best) {
         println!(
             "final validation accuracy: {last:.1} % (best {best_acc:.1} % at epoch {best_epoch})"
+        );
+    }
+    if let Some(ema) = report.ema_accuracy {
+        println!(
+            "model EMA validation accuracy: {ema:.1} % (saved as {})",
+            args.out.join("model_ema.bpk").display()
         );
     }
     println!(

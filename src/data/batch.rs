@@ -1,5 +1,6 @@
 //! One labelled image ([`ImageItem`]), a batch of them on a device ([`ImageBatch`]), and the
 //! [`ImageBatcher`] that turns the first into the second for Burn's data loaders.
+//! (The mixing batcher for Mixup/CutMix is [`super::MixupBatcher`].)
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
@@ -24,13 +25,38 @@ impl ImageItem {
     }
 }
 
-/// A batch of images `[B, C, H, W]` and their class indices `[B]`.
+/// A batch of images `[B, C, H, W]` and their class indices `[B]`, plus soft targets when the
+/// batch was mixed (Mixup/CutMix).
 #[derive(Debug, Clone)]
 pub struct ImageBatch {
     /// The images, NCHW.
     pub images: Tensor<4>,
-    /// The class index of every image.
+    /// The class index of every image (for a mixed batch: the class of the image that was
+    /// mixed into, i.e. before mixing; the accuracy metric uses these).
     pub targets: Tensor<1, Int>,
+    /// `[B, K]` target distributions of a mixed batch (label smoothing folded in), which the
+    /// training loss then uses instead of `targets`; `None` for an ordinary batch.
+    pub soft_targets: Option<Tensor<2>>,
+}
+
+/// The items' pixels stacked `[N, C, H, W]` (flattened), their labels, and that shape.
+///
+/// # Panics
+/// If two items differ in shape (see [`ImageBatcher`]).
+pub(crate) fn stack_items(items: &[ImageItem]) -> (Vec<f32>, Vec<usize>, [usize; 4]) {
+    let shape = items.first().map_or([3, 1, 1], |i| i.shape);
+    let [c, h, w] = shape;
+    let mut pixels = Vec::with_capacity(items.len() * c * h * w);
+    let mut labels = Vec::with_capacity(items.len());
+    for item in items {
+        assert_eq!(
+            item.shape, shape,
+            "ImageBatcher: one batch holds images of two shapes"
+        );
+        pixels.extend_from_slice(&item.pixels);
+        labels.push(item.label);
+    }
+    (pixels, labels, [items.len(), c, h, w])
 }
 
 /// Stacks [`ImageItem`]s of one shape into an [`ImageBatch`] on the loader's device.
@@ -43,22 +69,12 @@ pub struct ImageBatcher;
 
 impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
     fn batch(&self, items: Vec<ImageItem>, device: &Device) -> ImageBatch {
-        let shape = items.first().map_or([3, 1, 1], |i| i.shape);
-        let [c, h, w] = shape;
-        let mut pixels = Vec::with_capacity(items.len() * c * h * w);
-        let mut labels = Vec::with_capacity(items.len());
-        for item in &items {
-            assert_eq!(
-                item.shape, shape,
-                "ImageBatcher: one batch holds images of two shapes"
-            );
-            pixels.extend_from_slice(&item.pixels);
-            labels.push(item.label as i64);
-        }
-        let n = items.len();
+        let (pixels, labels, shape) = stack_items(&items);
+        let labels: Vec<i64> = labels.into_iter().map(|l| l as i64).collect();
         ImageBatch {
-            images: Tensor::from_data(TensorData::new(pixels, [n, c, h, w]), device),
-            targets: Tensor::from_data(TensorData::new(labels, [n]), device),
+            images: Tensor::from_data(TensorData::new(pixels, shape), device),
+            targets: Tensor::from_data(TensorData::new(labels, [shape[0]]), device),
+            soft_targets: None,
         }
     }
 }

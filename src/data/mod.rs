@@ -10,6 +10,7 @@
 //! - [`AugmentPolicy`], [`AugmentConfig`] and [`Augment`]: the training augmentation as a
 //!   policy the user picks (`none`, `light`, timm's `reference` recipe);
 //! - [`ImageItem`], [`ImageBatch`] and [`ImageBatcher`] for Burn's data loaders;
+//! - [`MixupConfig`] and [`MixupBatcher`]: timm's batch-level Mixup/CutMix with soft targets;
 //! - [`load_rgb`], [`save_png`], [`heat_map`]: image files and pictures;
 //! - [`imagenet_classes`]: the 1000 ImageNet-1k class names, for the reference checkpoints.
 //!
@@ -28,6 +29,7 @@ mod batch;
 mod digits;
 mod folder;
 mod io;
+mod mix;
 mod rng;
 mod synthetic;
 mod transform;
@@ -43,6 +45,7 @@ pub use io::{
     has_image_extension, heat_colour, heat_map, hstack, image_dimensions, load_rgb, save_png,
     vstack, IMAGE_EXTENSIONS,
 };
+pub use mix::{cutmix_box, mixup_target, CutBox, MixDraw, MixupBatcher, MixupConfig};
 pub use rng::SplitMix64;
 pub use synthetic::{ShapesConfig, SyntheticShapes, SHAPE_CLASSES};
 pub use transform::{

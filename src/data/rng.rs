@@ -68,3 +68,41 @@ impl SplitMix64 {
         }
     }
 }
+
+impl SplitMix64 {
+    /// A Gamma(`shape`, 1) sample (Marsaglia & Tsang 2000; for `shape < 1` the boost
+    /// `Gamma(shape + 1)·U^(1/shape)`). `shape` must be `> 0`.
+    pub fn gamma(&mut self, shape: f64) -> f64 {
+        if shape < 1.0 {
+            let u = 1.0 - self.unit(); // (0, 1]
+            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let x = self.normal();
+            let v = 1.0 + c * x;
+            if v <= 0.0 {
+                continue;
+            }
+            let v = v * v * v;
+            let u = 1.0 - self.unit(); // (0, 1]
+            if u < 1.0 - 0.0331 * x.powi(4) || u.ln() < 0.5 * x * x + d * (1.0 - v + v.ln()) {
+                return d * v;
+            }
+        }
+    }
+
+    /// A Beta(`a`, `b`) sample in `[0, 1]`, as `X / (X + Y)` with `X ~ Gamma(a)`,
+    /// `Y ~ Gamma(b)` (what NumPy's `beta` computes for shapes above 1). `a, b > 0`.
+    pub fn beta(&mut self, a: f64, b: f64) -> f64 {
+        let x = self.gamma(a);
+        let y = self.gamma(b);
+        if x + y > 0.0 {
+            x / (x + y)
+        } else {
+            // Both underflowed (tiny shapes): the Beta is then almost a coin flip at 0 or 1.
+            f64::from(u8::from(self.chance(a / (a + b))))
+        }
+    }
+}

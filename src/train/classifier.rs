@@ -1,13 +1,18 @@
-//! [`ImageClassifier`]: a [`VHeat`] with its training loss, as burn-train's `Learner` wants it.
+//! [`ImageClassifier`]: a [`VHeat`] with its training loss (smoothed or soft-target
+//! cross-entropy) and an optional weight average ([`ModelEma`]), as burn-train's `Learner`
+//! wants it.
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
+use super::ema::ModelEma;
 use super::optim::clip_grad_norm;
 use crate::data::ImageBatch;
+use crate::error::Result;
 use crate::vheat::VHeat;
 
 /// Cross-entropy with label smoothing, averaged over the batch, as timm's
@@ -32,11 +37,25 @@ pub fn smoothed_cross_entropy(
     loss.mean()
 }
 
+/// timm's `SoftTargetCrossEntropy`: `mean_b Σ_k −t[b,k]·log_softmax(logits)[b,k]` for
+/// `[B, K]` logits and `[B, K]` target distributions (e.g. Mixup/CutMix soft targets, label
+/// smoothing already folded in). The result has one element.
+pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let logp = log_softmax(logits, 1);
+    let per: Tensor<2> = (targets * logp).sum_dim(1).neg();
+    per.mean()
+}
+
 /// A [`VHeat`] with what one training step needs besides the weights: the label-smoothing
 /// factor and the global gradient-norm bound. It implements burn-train's [`TrainStep`] and
 /// [`InferenceStep`], so it is the model a [`burn::train::Learner`] trains.
 ///
-/// Its parameters are the model's, under the prefix `model.`.
+/// Its parameters are the model's, under the prefix `model.`, and, with
+/// [`ImageClassifier::with_ema`], the average's under `ema.model.` (plus `ema.updates`): both
+/// are in burn-train's model checkpoints, so a resumed run continues the average.
+///
+/// With an EMA, [`TrainStep::optimize`] steps the optimizer and then updates the average
+/// (once per optimizer step).
 #[derive(Module, Debug)]
 pub struct ImageClassifier {
     /// The network.
@@ -45,6 +64,8 @@ pub struct ImageClassifier {
     pub label_smoothing: f64,
     /// Gradients are rescaled to at most this global L2 norm; 0 turns clipping off.
     pub clip_grad: f64,
+    /// The weight average, updated after every optimizer step; `None` for none.
+    pub ema: Option<ModelEma>,
 }
 
 impl ImageClassifier {
@@ -55,17 +76,48 @@ impl ImageClassifier {
             model,
             label_smoothing,
             clip_grad: clip_grad.unwrap_or(0.0),
+            ema: None,
         }
     }
 
-    /// Logits, loss and targets of one batch; `smoothing` is the label smoothing of the loss.
+    /// Adds a weight average started at the current weights, with decay `decay` (reference
+    /// 0.9999) and, if `warmup`, the warm-up of [`ModelEma::decay_at`].
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] if `decay` is not in `[0, 1]`; `self` is then dropped
+    /// unchanged (nothing else happens).
+    pub fn with_ema(mut self, decay: f64, warmup: bool) -> Result<Self> {
+        self.ema = Some(ModelEma::new(&self.model, decay, warmup)?);
+        Ok(self)
+    }
+
+    /// The averaged network, if there is one.
+    pub fn ema_model(&self) -> Option<&VHeat> {
+        self.ema.as_ref().map(|e| &e.model)
+    }
+
+    /// Updates the average (if any) towards the current weights.
+    pub fn update_ema(mut self) -> Self {
+        if let Some(ema) = self.ema.take() {
+            self.ema = Some(ema.update(&self.model));
+        }
+        self
+    }
+
+    /// Logits, loss and targets of one batch. The loss is [`soft_cross_entropy`] against the
+    /// batch's soft targets when it has them (a Mixup/CutMix batch: their smoothing is folded
+    /// in and `smoothing` is not used), otherwise [`smoothed_cross_entropy`] with label
+    /// smoothing `smoothing`.
     pub fn forward_classification(
         &self,
         batch: ImageBatch,
         smoothing: f64,
     ) -> ClassificationOutput {
         let logits = self.model.forward(batch.images);
-        let loss = smoothed_cross_entropy(logits.clone(), batch.targets.clone(), smoothing);
+        let loss = match batch.soft_targets {
+            Some(soft) => soft_cross_entropy(logits.clone(), soft),
+            None => smoothed_cross_entropy(logits.clone(), batch.targets.clone(), smoothing),
+        };
         ClassificationOutput::new(loss, logits, batch.targets)
     }
 
@@ -87,6 +139,24 @@ impl TrainStep for ImageClassifier {
     fn step(&self, batch: ImageBatch) -> TrainOutput<ClassificationOutput> {
         let (grads, item) = self.gradients(batch);
         TrainOutput { grads, item }
+    }
+
+    fn optimize(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: GradientsParams,
+    ) -> Self {
+        optim.step(lr, self, grads).update_ema()
+    }
+
+    fn optimize_multi(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: MultiGradientsParams,
+    ) -> Self {
+        optim.step_multi(lr, self, grads).update_ema()
     }
 }
 

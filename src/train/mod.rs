@@ -7,6 +7,8 @@
 //! | AdamW, ε 1e-8, weight decay 0.05, none on norms/biases | [`adamw_for`], [`DecayGroups`] (FVEs excluded too by default) |
 //! | timm `CosineLRScheduler`, warm-up prefix, per-iteration | [`WarmupCosineLr`] |
 //! | `LabelSmoothingCrossEntropy(0.1)` | [`smoothed_cross_entropy`] |
+//! | timm `Mixup`/`SoftTargetCrossEntropy` | [`crate::data::MixupBatcher`], [`soft_cross_entropy`] |
+//! | timm `ModelEmaV2`/`V3` | [`ModelEma`] inside [`ImageClassifier`], [`evaluate_accuracy`] |
 //! | `clip_grad_norm_(…, 5.0)` | [`clip_grad_norm`] (global norm) |
 //! | `DropPath` (stochastic depth) | [`crate::DropPath`]: active only on an autodiff device in training mode |
 //! | checkpoint save / auto-resume | burn-train's checkpointers, [`FitOptions::resume`] |
@@ -39,6 +41,8 @@
 mod checkpoint;
 mod checkpointer;
 mod classifier;
+mod ema;
+mod evaluate;
 mod fit;
 mod optim;
 mod progress;
@@ -52,7 +56,9 @@ pub use checkpoint::{
 pub use checkpointer::{
     complete_checkpoints, resumable_checkpoint, AtomicFileCheckpointer, CHECKPOINT_KINDS,
 };
-pub use classifier::{smoothed_cross_entropy, ImageClassifier};
+pub use classifier::{smoothed_cross_entropy, soft_cross_entropy, ImageClassifier};
+pub use ema::{ema_update, ModelEma};
+pub use evaluate::evaluate_accuracy;
 pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, TrainingConfig};
 pub use optim::{adamw_for, clip_grad_norm, DecayGroups};
 pub use progress::{EpochRecord, ProgressPrinter};

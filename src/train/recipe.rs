@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fit::TrainingConfig;
-use crate::data::{AugmentConfig, AugmentPolicy};
+use crate::data::{AugmentConfig, AugmentPolicy, MixupConfig};
 use crate::vheat::VHeatConfig;
 
 /// Images of this side or smaller are "small": trained from scratch with the `light`
@@ -71,6 +71,9 @@ impl TrainingConfig {
             seed: 0,
             grad_accumulation: 1,
             augment: AugmentPolicy::Reference.config(),
+            mixup: Some(MixupConfig::new(model.num_classes)),
+            ema_decay: Some(0.9999),
+            ema_warmup: false,
             eval_crop_pct: 0.875,
         }
     }

@@ -1,0 +1,161 @@
+//! The recipes: the paper's reference recipe end to end on a small ImageNet-shaped folder
+//! (every piece active: RandAugment, RandomErasing, Mixup/CutMix, EMA, accumulation), its
+//! numbers, the automatic defaults, and contradictory options refused before training.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use vheat::cli::train::{train, TrainArgs};
+use vheat::data::{save_png, AugmentPolicy, ShapesConfig, SyntheticShapes};
+use vheat::train::{load_checkpoint, TrainingConfig};
+use vheat::VHeatConfig;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vheat-recipe-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An ImageNet-shaped folder: `train/` and `val/`, one sub-folder per class, 48×40 RGB JPEG-free
+/// PNGs (not square, so the crops and resizes have work to do).
+fn write_folder(dir: &std::path::Path) {
+    let shapes = SyntheticShapes::new(ShapesConfig::new(48, 48, 5)).unwrap();
+    let mut seen = [0usize; 3];
+    for i in 0..48 {
+        let (rgb, label) = shapes.render_rgb(i);
+        if label >= 3 {
+            continue;
+        }
+        let bytes = rgb.iter().map(|v| (v * 255.0).round() as u8).collect();
+        let img = image::RgbImage::from_raw(48, 48, bytes).unwrap();
+        let img = image::imageops::crop_imm(&img, 0, 4, 48, 40).to_image();
+        seen[label] += 1;
+        let split = if seen[label] % 4 == 0 { "val" } else { "train" };
+        save_png(
+            &img,
+            dir.join(split)
+                .join(format!("c{label}"))
+                .join(format!("{i}.png")),
+        )
+        .unwrap();
+    }
+}
+
+fn args(line: &[&str]) -> TrainArgs {
+    TrainArgs::parse_from(std::iter::once("train").chain(line.iter().copied()))
+}
+
+#[test]
+fn the_reference_recipe_runs_one_epoch_end_to_end_and_keeps_the_ema() {
+    let dir = temp_dir("reference");
+    let data = dir.join("data");
+    write_folder(&data);
+    let out = dir.join("run");
+    let outcome = train(&args(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--recipe",
+        "reference",
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--accum",
+        "2",
+        "--size",
+        "32",
+        "--workers",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]))
+    .unwrap()
+    .unwrap();
+    assert_eq!(outcome.report.epochs.len(), 1);
+    let ema_acc = outcome.report.ema_accuracy.expect("the EMA was validated");
+    assert!((0.0..=100.0).contains(&ema_acc));
+    // The EMA checkpoint is written and loads back as a model.
+    let (ema, meta) =
+        load_checkpoint(out.join("model_ema.bpk"), &burn::prelude::Device::default()).unwrap();
+    assert_eq!(meta.classes.len(), 3);
+    assert_eq!(ema.num_classes(), 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_reference_numbers_are_the_papers() {
+    let r = TrainingConfig::reference(&VHeatConfig::tiny(), 1024);
+    assert_eq!(r.epochs, 300);
+    assert_eq!(r.warmup_epochs, 20.0);
+    // 5e-4 per 512 images, warm-up 5e-7 and minimum 5e-6 scaled alike (exact in binary:
+    // products of small powers of two and the decimal constants).
+    assert!((r.lr - 1e-3).abs() < 1e-15);
+    assert!((r.warmup_lr - 1e-6).abs() < 1e-18);
+    assert!((r.min_lr - 1e-5).abs() < 1e-17);
+    assert_eq!(r.weight_decay, 0.08);
+    assert_eq!(r.label_smoothing, 0.1);
+    assert_eq!(r.clip_grad, Some(5.0));
+    assert_eq!(r.ema_decay, Some(0.9999));
+    let m = r.mixup.clone().unwrap();
+    assert_eq!(
+        (m.mixup_alpha, m.cutmix_alpha, m.switch_prob),
+        (0.8, 1.0, 0.5)
+    );
+    assert_eq!(r.augment.policy, AugmentPolicy::Reference);
+    assert_eq!(
+        r.augment.rand_augment.as_deref(),
+        Some("rand-m9-mstd0.5-inc1")
+    );
+    assert_eq!(r.augment.reprob, 0.25);
+    assert!(r.validate().is_ok());
+}
+
+#[test]
+fn automatic_defaults_fit_the_job() {
+    let small = TrainingConfig::from_scratch(32, 1000);
+    assert_eq!(small.config.augment.policy, AugmentPolicy::Light);
+    assert_eq!(small.config.augment.hflip, 0.0);
+    assert_eq!(small.config.eval_crop_pct, 1.0);
+    assert!(
+        small.config.lr > 1e-3,
+        "from scratch needs more than fine-tuning's 2e-4"
+    );
+    assert!(!small.reasons.is_empty());
+    let large = TrainingConfig::from_scratch(224, 1000);
+    assert_eq!(large.config.augment.policy, AugmentPolicy::Reference);
+    assert_eq!(large.config.augment.rand_augment, None);
+    let tune = TrainingConfig::fine_tune(224, 1000);
+    assert_eq!(tune.config.lr, 2e-4);
+}
+
+#[test]
+fn contradictory_options_are_typed_errors_before_training() {
+    let dir = temp_dir("bad");
+    let data = dir.join("data");
+    write_folder(&data);
+    let d = data.to_str().unwrap();
+    let out = dir.join("run");
+    let o = out.to_str().unwrap();
+    for bad in [
+        vec!["--data", d, "--reprob", "1.5", "--out", o],
+        vec!["--data", d, "--scale", "0.5,1.5", "--out", o],
+        vec!["--data", d, "--scale", "0.9,0.2", "--out", o],
+        vec!["--data", d, "--hflip=-0.1", "--out", o],
+        vec!["--data", d, "--rand-augment", "rand-m99", "--out", o],
+        vec!["--data", d, "--aug", "heavy", "--out", o],
+        vec!["--data", d, "--mixup=-1", "--out", o],
+        vec!["--data", d, "--ema", "1.5", "--out", o],
+        vec!["--data", d, "--accum", "0", "--out", o],
+    ] {
+        let Err(err) = train(&args(&bad)) else {
+            panic!("{bad:?} was accepted");
+        };
+        assert!(
+            matches!(err, vheat::Error::InvalidConfig(_)),
+            "{bad:?}: {err}"
+        );
+        assert!(!out.join("checkpoint").exists(), "{bad:?} started training");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
