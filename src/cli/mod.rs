@@ -48,7 +48,7 @@ pub enum Command {
     /// Classify image files with a checkpoint: prints the top labels with probabilities.
     Classify(classify::ClassifyArgs),
     /// Train a small vHeat on the built-in synthetic shapes, or fine-tune on an image folder.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Convert a checkpoint between formats (.pth / safetensors → our .bpk + .json).
     Convert(convert::ConvertArgs),
     /// Show a configuration, its parameter counts and its multiply-accumulates.
@@ -68,7 +68,7 @@ impl Cli {
     pub fn run(self) -> Result<()> {
         match self.command {
             Command::Classify(a) => classify::run(a),
-            Command::Train(a) => train::run(a),
+            Command::Train(a) => train::run(*a),
             Command::Convert(a) => convert::run(a),
             Command::Info(a) => info::run(a),
             Command::Bench(a) => bench::run(a),

@@ -137,7 +137,7 @@ impl MixupConfig {
             lam: 1.0,
             cutmix: None,
         };
-        if !(rng.unit() < self.prob) {
+        if rng.unit() >= self.prob {
             return none;
         }
         let use_cutmix = match (self.mixup_alpha > 0.0, self.cutmix_alpha > 0.0) {
