@@ -101,23 +101,38 @@ impl InferenceStep for TinyHeatNet {
     }
 }
 
+/// Trains a small network built from the crate's heat-conduction layers.
+#[derive(Debug, clap::Parser)]
+struct CustomArgs {
+    /// Channel width of the heat blocks.
+    #[arg(long, value_name = "C", default_value_t = 32)]
+    width: usize,
+    /// Number of heat blocks.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    depth: usize,
+    /// Side of the learnable frequency-value embedding.
+    #[arg(long, value_name = "S", default_value_t = 8)]
+    fve: usize,
+    /// Input image side.
+    #[arg(long, value_name = "S", default_value_t = 32)]
+    size: usize,
+    /// Optimizer steps.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    steps: usize,
+    /// Backend: flex, ndarray, wgpu or cuda (as compiled in).
+    #[arg(long, value_name = "NAME", default_value = "flex")]
+    backend: String,
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let (mut width, mut depth, mut fve, mut size, mut steps) =
-        (32usize, 2usize, 8usize, 32usize, 200usize);
-    let mut backend = "flex".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--width" => width = value.parse()?,
-            "--depth" => depth = value.parse()?,
-            "--fve" => fve = value.parse()?,
-            "--size" => size = value.parse()?,
-            "--steps" => steps = value.parse()?,
-            "--backend" => backend = value,
-            _ => return Err(format!("unknown option {flag:?}").into()),
-        }
-    }
+    let CustomArgs {
+        width,
+        depth,
+        fve,
+        size,
+        steps,
+        backend,
+    } = clap::Parser::parse();
     let device = vheat::device_from_name(&backend)?;
     vheat::probe_device(&device)?;
     let batch = 32;

@@ -64,30 +64,30 @@ fn source(kind: &str, n: usize, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(field, [1, n, n, 1]), device)
 }
 
+/// Draws heat diffusing from a point and a square for growing k·t.
+#[derive(Debug, clap::Parser)]
+struct DiffusionArgs {
+    /// Where the picture is written.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "docs/img/heat_diffusion.png"
+    )]
+    out: PathBuf,
+    /// Side of the simulated plate.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    size: usize,
+    /// Backend: flex, ndarray, wgpu or cuda (as compiled in).
+    #[arg(long, value_name = "NAME", default_value = "flex")]
+    backend: String,
+}
+
 fn run() -> vheat::Result<()> {
-    let mut out = PathBuf::from("docs/img/heat_diffusion.png");
-    let mut n = 64usize;
-    let mut backend = "flex".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| {
-            vheat::Error::InvalidConfig(format!("{flag} needs a value (--out, --size, --backend)"))
-        })?;
-        match flag.as_str() {
-            "--out" => out = PathBuf::from(value),
-            "--size" => {
-                n = value
-                    .parse()
-                    .map_err(|_| vheat::Error::InvalidConfig(format!("bad --size {value:?}")))?
-            }
-            "--backend" => backend = value,
-            _ => {
-                return Err(vheat::Error::InvalidConfig(format!(
-                    "unknown option {flag:?}"
-                )))
-            }
-        }
-    }
+    let DiffusionArgs {
+        out,
+        size: n,
+        backend,
+    } = clap::Parser::parse();
     let device = vheat::device_from_name(&backend)?;
     vheat::probe_device(&device)?;
 

@@ -84,30 +84,35 @@ impl AttentionBlock {
     }
 }
 
+/// Peak resident memory of one forward pass: vHeat, or an attention stack of the same widths.
+#[derive(Debug, clap::Parser)]
+struct MemoryArgs {
+    /// What to run: vheat or attention.
+    #[arg(long, value_name = "NAME", default_value = "vheat", value_parser = ["vheat", "attention"])]
+    model: String,
+    /// The configuration: tiny, small or base.
+    #[arg(long, value_name = "NAME", default_value = "base")]
+    config: String,
+    /// Input side.
+    #[arg(long, value_name = "S", default_value_t = 768)]
+    size: usize,
+    /// Attention only: the first stage to run (0 = all four).
+    #[arg(long, value_name = "I", default_value_t = 0)]
+    from_stage: usize,
+    /// Attention only: tiled (never stores the scores) or stored.
+    #[arg(long, value_name = "KIND", default_value = "tiled", value_parser = ["tiled", "stored"])]
+    kernel: String,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut model = "vheat".to_string();
-    let mut config = "base".to_string();
-    let mut size = 768usize;
-    let mut from_stage = 0usize;
-    let mut stored = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--model" => model = value,
-            "--config" => config = value,
-            "--size" => size = value.parse()?,
-            "--from-stage" => from_stage = value.parse()?,
-            "--kernel" => {
-                stored = match value.as_str() {
-                    "tiled" => false,
-                    "stored" => true,
-                    other => return Err(format!("--kernel {other}: tiled or stored").into()),
-                }
-            }
-            other => return Err(format!("unknown option {other}").into()),
-        }
-    }
+    let MemoryArgs {
+        model,
+        config,
+        size,
+        from_stage,
+        kernel,
+    } = clap::Parser::parse();
+    let stored = kernel == "stored";
     let device = Device::flex();
     let cfg = VHeatConfig::by_name(&config)?;
     let sides: Vec<usize> = (0..cfg.num_stages()).map(|i| (size / 4) >> i).collect();

@@ -51,26 +51,19 @@ fn time<O>(runs: usize, mut f: impl FnMut() -> O) -> f64 {
     }
 }
 
+/// Times one HCO block against one attention block over growing maps and draws the plot.
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Timed calls per size (the median is reported).
+    #[arg(long, value_name = "N", default_value_t = 5)]
     runs: usize,
+    /// Where the log-log plot is written.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "docs/img/hco_vs_attention.png"
+    )]
     out: String,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        runs: 5,
-        out: "docs/img/hco_vs_attention.png".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--runs" => a.runs = value.parse().map_err(|e| format!("--runs {value}: {e}"))?,
-            "--out" => a.out = value,
-            _ => return Err(format!("unknown option {flag} (--runs N, --out FILE)")),
-        }
-    }
-    Ok(a)
 }
 
 /// `(side, tokens, seconds)` of one block.
@@ -86,13 +79,7 @@ fn fit(series: &Series, from: usize) -> Option<f64> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
+    let args: Args = clap::Parser::parse();
     let device = Device::flex();
     let attn = AttentionBlock::new(WIDTH, HEADS, &device);
     let mut hco: Series = Vec::new();
