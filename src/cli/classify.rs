@@ -115,7 +115,7 @@ pub fn load_pretrained(name: &str, device: &Device) -> Result<Classifier> {
 }
 
 /// Class names for a reference checkpoint with `n` outputs: ImageNet's for 1000.
-fn reference_classes(n: usize) -> Vec<String> {
+pub(crate) fn reference_classes(n: usize) -> Vec<String> {
     if n == 1000 {
         imagenet_classes().into_iter().map(String::from).collect()
     } else {

@@ -1,26 +1,25 @@
 //! `vheat convert`: a checkpoint from one format to another.
 //!
-//! Today: a reference checkpoint (`.pth`/`.pt`/`.bin`, or `.safetensors`, with `--config`) →
-//! our checkpoint (`NAME.bpk` + `NAME.json`, readable by `vheat classify --from`). The export
-//! direction (our `.bpk` → `.pth`/safetensors) is the hook [`export`], not wired yet.
+//! A reference checkpoint (`.pth`/`.pt`/`.bin`, or `.safetensors`, with `--config`) → our
+//! checkpoint (`NAME.bpk` + `NAME.json`, readable by `vheat classify --from`) with [`import`];
+//! our `.bpk` → the reference's safetensors (key names and layouts) with [`export`].
 
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
 use clap::Parser;
 
-use super::classify::is_reference;
+use super::classify::reference_classes;
 use super::resolve_config;
-use crate::data::imagenet_classes;
 use crate::error::{Error, Result};
 use crate::train::{meta_path, save_checkpoint, CheckpointMeta};
 use crate::vheat::VHeatConfig;
-use crate::weights::{load_pytorch_into, load_safetensors_into, LoadOptions};
+use crate::weights::{load_pytorch_into, load_safetensors_into, CheckpointFormat, LoadOptions};
 
 /// Arguments of `vheat convert`.
 #[derive(Debug, Clone, Parser)]
 #[command(
-    about = "Convert a checkpoint: .pth or .safetensors → our .bpk + .json (the export direction is not available yet)"
+    about = "Convert a checkpoint: .pth or .safetensors → our .bpk + .json, or our .bpk → the reference's .safetensors"
 )]
 pub struct ConvertArgs {
     /// The checkpoint to read: .pth/.pt/.bin (PyTorch), .safetensors, or our .bpk.
@@ -46,35 +45,6 @@ pub struct ConvertArgs {
     pub size: Option<usize>,
 }
 
-/// The checkpoint formats `convert` knows, by file extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// PyTorch's zip format (`.pth`, `.pt`, `.bin`).
-    Pytorch,
-    /// safetensors with the reference's key names.
-    Safetensors,
-    /// Our checkpoint: Burn's burnpack (`.bpk`) with a `.json` beside it.
-    Burnpack,
-}
-
-impl Format {
-    /// The format of `path`, from its extension.
-    ///
-    /// # Errors
-    /// [`Error::Unsupported`] for another extension.
-    pub fn of(path: &Path) -> Result<Self> {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("bpk") => Ok(Self::Burnpack),
-            Some("safetensors") => Ok(Self::Safetensors),
-            Some(_) if is_reference(path) => Ok(Self::Pytorch),
-            _ => Err(Error::Unsupported(format!(
-                "{}: unknown checkpoint format (expected .pth, .pt, .bin, .safetensors or .bpk)",
-                path.display()
-            ))),
-        }
-    }
-}
-
 /// Export: our checkpoint `input` (`.bpk` + `.json`) → a safetensors file with the
 /// reference's key names and layouts ([`VHeat::save_pytorch_safetensors`]), which the
 /// reference's `vHeat` loads with `strict=True`.
@@ -82,8 +52,8 @@ impl Format {
 /// # Errors
 /// The checkpoint's read errors naming `input`; [`Error::Unsupported`] for a `.pth` output
 /// (`.pth` is read, not written); [`Error::CheckpointWrite`] naming `output`.
-pub fn export(input: &Path, output: &Path, format: Format) -> Result<()> {
-    if format == Format::Pytorch {
+pub fn export(input: &Path, output: &Path, format: CheckpointFormat) -> Result<()> {
+    if format == CheckpointFormat::Pytorch {
         return Err(Error::Unsupported(format!(
             "writing {}: .pth is read, not written; export to .safetensors (the reference \
              loads it with `load_state_dict(safetensors.torch.load_file(..), strict=True)`)",
@@ -105,7 +75,7 @@ pub fn export(input: &Path, output: &Path, format: Format) -> Result<()> {
 ///
 /// # Errors
 /// The loaders' errors (naming `input`), [`Error::CheckpointWrite`] naming `output`.
-pub fn import(args: &ConvertArgs, format: Format, config: VHeatConfig) -> Result<()> {
+pub fn import(args: &ConvertArgs, format: CheckpointFormat, config: VHeatConfig) -> Result<()> {
     let device = Device::default();
     let mut model = config.try_init(&device)?;
     let mut options = LoadOptions::strict();
@@ -113,16 +83,10 @@ pub fn import(args: &ConvertArgs, format: Format, config: VHeatConfig) -> Result
         options = options.with_key(key.clone());
     }
     let report = match format {
-        Format::Safetensors => load_safetensors_into(&mut model, &args.input, &options)?,
+        CheckpointFormat::Safetensors => load_safetensors_into(&mut model, &args.input, &options)?,
         _ => load_pytorch_into(&mut model, &args.input, &options)?,
     };
-    let classes = if config.num_classes == 1000 {
-        imagenet_classes().into_iter().map(String::from).collect()
-    } else {
-        (0..config.num_classes)
-            .map(|i| format!("class {i}"))
-            .collect()
-    };
+    let classes = reference_classes(config.num_classes);
     let meta = CheckpointMeta {
         image_size: args.size.unwrap_or(config.img_size),
         config,
@@ -146,14 +110,14 @@ pub fn import(args: &ConvertArgs, format: Format, config: VHeatConfig) -> Result
 /// [`Error::Unsupported`] for a direction that is not available (same format both sides, the
 /// export); otherwise as [`import`].
 pub fn run(args: ConvertArgs) -> Result<()> {
-    let from = Format::of(&args.input)?;
-    let to = Format::of(&args.output)?;
+    let from = CheckpointFormat::from_path(&args.input)?;
+    let to = CheckpointFormat::from_path(&args.output)?;
     match (from, to) {
-        (Format::Pytorch | Format::Safetensors, Format::Burnpack) => {
+        (CheckpointFormat::Pytorch | CheckpointFormat::Safetensors, CheckpointFormat::Burnpack) => {
             let config = resolve_config(&args.config)?;
             import(&args, from, config)
         }
-        (Format::Burnpack, Format::Pytorch | Format::Safetensors) => {
+        (CheckpointFormat::Burnpack, CheckpointFormat::Pytorch | CheckpointFormat::Safetensors) => {
             export(&args.input, &args.output, to)
         }
         _ => Err(Error::Unsupported(format!(

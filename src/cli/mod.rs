@@ -49,7 +49,7 @@ pub enum Command {
     Classify(classify::ClassifyArgs),
     /// Train a small vHeat on the built-in synthetic shapes, or fine-tune on an image folder.
     Train(Box<train::TrainArgs>),
-    /// Convert a checkpoint between formats (.pth / safetensors → our .bpk + .json).
+    /// Convert a checkpoint between formats (.pth / safetensors ↔ our .bpk + .json).
     Convert(convert::ConvertArgs),
     /// Show a configuration, its parameter counts and its multiply-accumulates.
     Info(info::InfoArgs),

@@ -12,7 +12,7 @@ use crate::vheat::{VHeat, VHeatConfig};
 /// A checkpoint format, as told by a file's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointFormat {
-    /// `.pth`: a PyTorch pickle (zip) holding `{"model": …}`, `{"state_dict": …}` or a bare
+    /// `.pth` (`.pt`, `.bin`): a PyTorch pickle (zip) holding `{"model": …}`, `{"state_dict": …}` or a bare
     /// state dict. Read only.
     Pytorch,
     /// `.safetensors`: a bare state dict with the reference's key names and layouts.
@@ -29,13 +29,14 @@ impl CheckpointFormat {
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase());
         match ext.as_deref() {
-            Some("pth") | Some("pt") => Ok(Self::Pytorch),
+            // `.bin` is what `torch.save` files are often called on model hubs: the same zip.
+            Some("pth") | Some("pt") | Some("bin") => Ok(Self::Pytorch),
             Some("safetensors") => Ok(Self::Safetensors),
             Some("bpk") => Ok(Self::Burnpack),
             other => Err(Error::UnsupportedFormat {
                 path: path.to_path_buf(),
                 reason: format!(
-                    "unknown extension {}: expected .pth, .safetensors or .bpk",
+                    "unknown extension {}: expected .pth, .pt, .bin, .safetensors or .bpk",
                     other.map_or("(none)".to_string(), |e| format!("{e:?}"))
                 ),
             }),
