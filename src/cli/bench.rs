@@ -1,6 +1,12 @@
 //! `vheat bench`: throughput (img/s, GFLOP/s) and peak memory of one configuration, like the
 //! reference's throughput script; `examples/throughput.rs` is a thin wrapper.
 //!
+//! `--step forward` (the default) times forward passes; `--step train` times whole training
+//! steps as a user runs them: forward, label-smoothed (0.1) cross-entropy, backward, global-norm
+//! clip at 5, AdamW with weight decay 0.05 ([`ImageClassifier::gradients`] +
+//! [`adamw_for`]`(..).step`). `--json` prints one machine-readable line per form, which
+//! `scripts/bench_vs_torch.py` reads to compare against PyTorch side by side.
+//!
 //! GFLOP/s is 2 × the form's multiply-accumulates ([`VHeatConfig::macs`](crate::VHeatConfig::macs),
 //! fvcore's count, as in the reference's published GFLOPs) × images / s. Peak memory is the
 //! process's `VmHWM` (Linux) after each form; on a GPU backend it also prints what the device's
@@ -13,8 +19,20 @@ use burn::tensor::FloatDType;
 use clap::{Parser, ValueEnum};
 
 use super::{resolve_config, BackendArgs};
+use crate::data::ImageBatch;
 use crate::error::Result;
-use crate::vheat::{Form, MacCount, VHeat};
+use crate::train::{adamw_for, ImageClassifier};
+use crate::vheat::{Form, MacCount, VHeat, VHeatConfig};
+
+/// What one timed pass is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchStep {
+    /// A forward pass (logits read back to the host).
+    Forward,
+    /// A training step: forward, label-smoothed cross-entropy, backward, global-norm clip at 5,
+    /// AdamW (weight decay 0.05). Always the trainable form, on the backend's autodiff device.
+    Train,
+}
 
 /// Which form(s) of the model to time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,9 +70,18 @@ impl From<DType> for FloatDType {
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Measure throughput (img/s, GFLOP/s) and peak memory of a configuration")]
 pub struct BenchArgs {
-    /// The model: tiny, small, base, or a configuration JSON file.
+    /// The model: tiny, small, base, main-job (the README's first command's network: depths
+    /// 1-1-2-1, widths 16…128, pre-norm, 10 classes), or a configuration JSON file.
     #[arg(long, value_name = "NAME|FILE", default_value = "tiny")]
     pub config: String,
+
+    /// What one timed pass is: a forward pass or a whole training step.
+    #[arg(long, value_enum, default_value_t = BenchStep::Forward)]
+    pub step: BenchStep,
+
+    /// Print one JSON object per timed form (for scripts) instead of the text line.
+    #[arg(long)]
+    pub json: bool,
 
     /// Square input side.
     #[arg(long, value_name = "N", default_value_t = 224)]
@@ -152,6 +179,72 @@ pub fn time_forward(
     })
 }
 
+/// Times training steps of `model` on `batch` (see [`BenchStep::Train`]): `warmup` untimed,
+/// then `iters` timed steps, each ending with the loss read back to the host. `model` must be
+/// on an autodiff device.
+///
+/// # Errors
+/// An input the model rejects.
+pub fn time_train_step(
+    model: VHeat,
+    batch: &ImageBatch,
+    warmup: usize,
+    iters: usize,
+    macs: MacCount,
+) -> Result<Timing> {
+    model.check_input(&batch.images.dims())?;
+    let images = batch.images.dims()[0];
+    let mut classifier = ImageClassifier::new(model, 0.1, Some(5.0));
+    let mut optim = adamw_for(&classifier, 0.05, false);
+    let mut step = |classifier: ImageClassifier| -> ImageClassifier {
+        let (grads, out) = classifier.gradients(batch.clone());
+        let classifier = optim.step(1e-4, classifier, grads);
+        let _ = out.loss.into_data();
+        classifier
+    };
+    for _ in 0..warmup {
+        classifier = step(classifier);
+    }
+    let mut times = Vec::with_capacity(iters.max(1));
+    for _ in 0..iters.max(1) {
+        let t = Instant::now();
+        classifier = step(classifier);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let mean_s = times.iter().sum::<f64>() / times.len() as f64;
+    // One step is about three forward passes' worth of multiply-accumulates (forward, and the
+    // two products of the backward pass).
+    Ok(Timing {
+        mean_s,
+        min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
+        max_s: times.iter().copied().fold(0.0, f64::max),
+        images_per_s: images as f64 / mean_s,
+        gflops: 3.0 * macs.flops(images) / mean_s / 1e9,
+    })
+}
+
+/// The network of the README's first command (`vheat train` on the synthetic shapes):
+/// depths 1-1-2-1, widths 16…128, pre-norm, 10 classes, at `size`².
+pub fn main_job_config(size: usize) -> VHeatConfig {
+    super::train::small_config(size, 10)
+}
+
+fn print_json(args: &BenchArgs, label: &str, t: &Timing) {
+    println!(
+        "{{\"config\":\"{}\",\"step\":\"{:?}\",\"form\":\"{label}\",\"batch\":{},\"height\":{},\"width\":{},\"mean_s\":{:.6},\"min_s\":{:.6},\"max_s\":{:.6},\"images_per_s\":{:.4},\"peak_rss_mib\":{:.1}}}",
+        args.config.replace(['"', '\\'], "_"),
+        args.step,
+        args.batch,
+        args.height.unwrap_or(args.size),
+        args.width.unwrap_or(args.size),
+        t.mean_s,
+        t.min_s,
+        t.max_s,
+        t.images_per_s,
+        peak_rss_mib().unwrap_or(-1.0),
+    );
+}
+
 fn print_timing(label: &str, t: &Timing, device: &Device) {
     print!(
         "{label:<10} {:8.2} img/s  {:6.1} GFLOP/s  ({:.1} ms/batch, fastest {:.1}, slowest {:.1})",
@@ -176,24 +269,32 @@ fn print_timing(label: &str, t: &Timing, device: &Device) {
 /// Device, configuration and size errors, typed.
 pub fn run(args: BenchArgs) -> Result<()> {
     let device = args.backend.device()?;
-    let config = resolve_config(&args.config)?;
     let height = args.height.unwrap_or(args.size);
     let width = args.width.unwrap_or(args.size);
+    let config = match args.config.as_str() {
+        "main-job" => main_job_config(height.max(width)),
+        name => resolve_config(name)?,
+    };
     let dtype = FloatDType::from(args.dtype);
+    if args.step == BenchStep::Train {
+        return run_train_step(&args, &config, &device, [height, width]);
+    }
     let model = config.try_init(&device)?;
-    println!(
-        "{} | {} params | input {}x{}x{}x{} {:?} | backend {} ({:?}) | {} threads",
-        args.config,
-        model.num_params(),
-        args.batch,
-        config.in_chans,
-        height,
-        width,
-        args.dtype,
-        args.backend.backend,
-        device,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-    );
+    if !args.json {
+        println!(
+            "{} | {} params | input {}x{}x{}x{} {:?} | backend {} ({:?}) | {} threads",
+            args.config,
+            model.num_params(),
+            args.batch,
+            config.in_chans,
+            height,
+            width,
+            args.dtype,
+            args.backend.backend,
+            device,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+        );
+    }
     let x = Tensor::<4>::random(
         [args.batch, config.in_chans, height, width],
         burn::tensor::Distribution::Normal(0.0, 1.0),
@@ -204,21 +305,69 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if matches!(args.form, FormChoice::Trainable | FormChoice::Both) {
         let macs = config.macs(height, width, Form::Ordinary)?;
         let m = model.with_float_dtype(dtype)?;
-        print_timing(
-            "trainable",
-            &time_forward(&m, &x, args.warmup, iters, macs)?,
-            &device,
-        );
+        let t = time_forward(&m, &x, args.warmup, iters, macs)?;
+        report(&args, "trainable", &t, &device);
     }
     if matches!(args.form, FormChoice::Inference | FormChoice::Both) {
         // The decay is precomputed in float32, then cast with the rest of the weights.
         let fast = model.to_inference(height, width)?.with_float_dtype(dtype)?;
         let macs = config.macs(height, width, Form::Inference)?;
-        print_timing(
-            "inference",
-            &time_forward(&fast, &x, args.warmup, iters, macs)?,
-            &device,
+        let t = time_forward(&fast, &x, args.warmup, iters, macs)?;
+        report(&args, "inference", &t, &device);
+    }
+    Ok(())
+}
+
+fn report(args: &BenchArgs, label: &str, t: &Timing, device: &Device) {
+    if args.json {
+        print_json(args, label, t);
+    } else {
+        print_timing(label, t, device);
+    }
+}
+
+/// `--step train`: random images and labels, the trainable form on the autodiff device.
+fn run_train_step(
+    args: &BenchArgs,
+    config: &VHeatConfig,
+    device: &Device,
+    [height, width]: [usize; 2],
+) -> Result<()> {
+    if args.dtype != DType::F32 {
+        return Err(crate::Error::Unsupported(
+            "`--step train` runs in float32 only (--dtype f32)".into(),
+        ));
+    }
+    let train_device = device.clone().autodiff();
+    let model = config.try_init(&train_device)?;
+    if !args.json {
+        println!(
+            "{} | {} params | training step, batch {}x{}x{}x{} | backend {} | {} threads",
+            args.config,
+            model.num_params(),
+            args.batch,
+            config.in_chans,
+            height,
+            width,
+            args.backend.backend,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
     }
+    let images = Tensor::<4>::random(
+        [args.batch, config.in_chans, height, width],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &train_device,
+    );
+    let labels: Vec<i64> = (0..args.batch)
+        .map(|i| (i * 7919 % config.num_classes.max(1)) as i64)
+        .collect();
+    let batch = ImageBatch {
+        images,
+        targets: Tensor::from_data(TensorData::new(labels, [args.batch]), &train_device),
+        soft_targets: None,
+    };
+    let macs = config.macs(height, width, Form::Ordinary)?;
+    let t = time_train_step(model, &batch, args.warmup, args.iters as usize, macs)?;
+    report(args, "train-step", &t, device);
     Ok(())
 }

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::heat::{dct2d, frequency_sq, idct2d};
-use crate::kernels::{depthwise_conv3x3_nhwc, silu_gate};
+use crate::kernels::{depthwise_conv3x3_nhwc, layer_norm, silu_gate};
 
 /// Builds a [`HeatConduction`] operator.
 #[derive(Config, Debug)]
@@ -148,7 +148,7 @@ impl HeatConduction {
         debug_assert_eq!(decay.dims(), [1, h, w, c]);
         let x = idct2d(dct2d(x) * decay);
 
-        let x = silu_gate(self.out_norm.forward(x), z);
+        let x = silu_gate(layer_norm(x, &self.out_norm), z);
         self.out_linear.forward(x)
     }
 

@@ -1,75 +1,20 @@
-//! Depthwise 3×3 convolution (stride 1, zero padding 1) on a channels-last map.
+//! Depthwise 3×3 convolution (stride 1, zero padding 1) of a channels-last map on host slices,
+//! forward and backward.
+//!
+//! `y[b, i, j, c] = bias[c] + Σ_{di,dj ∈ {0,1,2}} t[3·di + dj][c] · x[b, i+di−1, j+dj−1, c]`,
+//! `x` zero outside the map, with the taps `t` as `[9][C]` rows (PyTorch's `[C, 1, 3, 3]`
+//! weight transposed) so that each tap is contiguous over channels. The input gradient is the
+//! same convolution of the output gradient with the taps flipped; the tap and bias gradients
+//! are sums over every position, accumulated per thread and added up at the end.
 
-use burn::prelude::*;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
-use super::on_host;
+use super::isa::isa_dispatch;
 
-/// `y[b, i, j, c] = bias[c] + Σ_{di,dj ∈ {-1,0,1}} w[c, 0, 1+di, 1+dj] · x[b, i+di, j+dj, c]`,
-/// with `x` zero outside the map: a depthwise 3×3 convolution, stride 1, padding 1, of a
-/// channels-last map `[B, H, W, C]`, with `weight` in PyTorch's layout `[C, 1, 3, 3]`.
-///
-/// On the host fast path it runs on the map as it is, one output row per task, vectorised over
-/// channels; elsewhere it permutes to NCHW, calls Burn's `conv2d` and permutes back.
-///
-/// # Panics
-/// If `weight` is not `[C, 1, 3, 3]` or `bias` not `[C]` for the map's `C`.
-pub fn depthwise_conv3x3_nhwc(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Option<Tensor<1>>,
-) -> Tensor<4> {
-    let [b, h, w, c] = x.dims();
-    assert_eq!(weight.dims(), [c, 1, 3, 3], "depthwise 3×3 weight");
-    if let Some(bias) = &bias {
-        assert_eq!(bias.dims(), [c], "depthwise bias");
-    }
-    if !(on_host(&x) && on_host(&weight) && bias.as_ref().is_none_or(on_host)) {
-        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], c);
-        return conv2d(x.permute([0, 3, 1, 2]), weight, bias, options).permute([0, 2, 3, 1]);
-    }
-    let device = x.device();
-    // Taps as [9][C] so that each tap is a contiguous row over channels.
-    let taps = weight.reshape([c, 9]).transpose().into_data();
-    let taps: Vec<f32> = taps
-        .try_into_vec::<f32>()
-        .expect("on_host guarantees float32");
-    let bias: Vec<f32> = match bias {
-        Some(bias) => bias
-            .into_data()
-            .try_into_vec()
-            .expect("on_host guarantees float32"),
-        None => vec![0.0; c],
-    };
-    let input = x.into_data();
-    let input: &[f32] = input.as_slice().expect("on_host guarantees float32");
-    let mut out = vec![0.0f32; b * h * w * c];
-    let row_len = w * c;
-    out.par_chunks_mut(row_len.max(1))
-        .enumerate()
-        .for_each(|(row, out_row)| {
-            let (n, i) = (row / h, row % h);
-            let job = Row {
-                plane: &input[n * h * row_len..(n + 1) * h * row_len],
-                taps: &taps,
-                bias: &bias,
-                i,
-                h,
-                w,
-                c,
-            };
-            conv_row(&job, out_row);
-        });
-    Tensor::from_data(
-        TensorData::new(out, [b, h, w, c]),
-        (&device, burn::tensor::DType::F32),
-    )
-}
+/// The map's `[B, H, W, C]`.
+pub(crate) type Dims = [usize; 4];
 
-/// One output row to compute: row `i` of one image `plane` (`[H, W, C]`), with the taps as
-/// `[9][C]` and the bias `[C]`.
+/// One output row to compute: row `i` of one image `plane` (`[H, W, C]`).
 struct Row<'a> {
     plane: &'a [f32],
     taps: &'a [f32],
@@ -80,24 +25,8 @@ struct Row<'a> {
     c: usize,
 }
 
-fn conv_row(job: &Row, out_row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function was compiled for.
-        unsafe { conv_row_avx2(job, out_row) };
-        return;
-    }
-    conv_row_generic(job, out_row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn conv_row_avx2(job: &Row, out_row: &mut [f32]) {
-    conv_row_generic(job, out_row)
-}
-
 #[inline(always)]
-fn conv_row_generic(job: &Row, out_row: &mut [f32]) {
+fn conv_row_loop(job: &Row<'_>, out_row: &mut [f32]) {
     let &Row {
         plane,
         taps,
@@ -127,4 +56,115 @@ fn conv_row_generic(job: &Row, out_row: &mut [f32]) {
             }
         }
     }
+}
+
+/// Adds one output row's contribution to the tap gradients (`acc[..9C]`) and the bias
+/// gradient (`acc[9C..]`): `g` is the output gradient's row `i` of image `plane`.
+#[inline(always)]
+fn weight_grad_row_loop(plane: &[f32], g: &[f32], i: usize, h: usize, w: usize, acc: &mut [f32]) {
+    let c = g.len() / w.max(1);
+    let (dtaps, dbias) = acc.split_at_mut(9 * c);
+    for j in 0..w {
+        let gj = &g[j * c..(j + 1) * c];
+        for (d, &v) in dbias.iter_mut().zip(gj) {
+            *d += v;
+        }
+        for di in 0..3 {
+            let Some(src_i) = (i + di).checked_sub(1).filter(|&r| r < h) else {
+                continue;
+            };
+            for dj in 0..3 {
+                let Some(src_j) = (j + dj).checked_sub(1).filter(|&s| s < w) else {
+                    continue;
+                };
+                let start = (src_i * w + src_j) * c;
+                let src = &plane[start..start + c];
+                let dt = &mut dtaps[(di * 3 + dj) * c..(di * 3 + dj + 1) * c];
+                for ((d, &s), &v) in dt.iter_mut().zip(src).zip(gj) {
+                    *d += s * v;
+                }
+            }
+        }
+    }
+}
+
+isa_dispatch! {
+    fn conv_row(job: &Row<'_>, out_row: &mut [f32]) => conv_row_loop;
+}
+
+isa_dispatch! {
+    fn weight_grad_row(plane: &[f32], g: &[f32], i: usize, h: usize, w: usize, acc: &mut [f32]) => weight_grad_row_loop;
+}
+
+/// The convolution of `input` (`[B, H, W, C]`) with `taps` (`[9][C]`) plus `bias` (`[C]`),
+/// one output row per parallel task.
+pub(crate) fn dwconv3x3_forward(input: &[f32], taps: &[f32], bias: &[f32], dims: Dims) -> Vec<f32> {
+    let [b, h, w, c] = dims;
+    let mut out = vec![0.0f32; b * h * w * c];
+    let row_len = w * c;
+    if row_len == 0 {
+        return out;
+    }
+    out.par_chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(row, out_row)| {
+            let (n, i) = (row / h, row % h);
+            let job = Row {
+                plane: &input[n * h * row_len..(n + 1) * h * row_len],
+                taps,
+                bias,
+                i,
+                h,
+                w,
+                c,
+            };
+            conv_row(&job, out_row);
+        });
+    out
+}
+
+/// `(dx, dtaps, dbias)` of [`dwconv3x3_forward`] for the output gradient `grad`: `dx` as
+/// `[B, H, W, C]`, `dtaps` as `[9][C]`, `dbias` as `[C]`.
+pub(crate) fn dwconv3x3_backward(
+    input: &[f32],
+    taps: &[f32],
+    grad: &[f32],
+    dims: Dims,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let [_, h, w, c] = dims;
+    // dx[p] = Σ_t taps[t] · grad[p − offset(t)] = the forward convolution of `grad` with the
+    // taps reversed (tap 8 − t), no bias.
+    let flipped: Vec<f32> = (0..9)
+        .rev()
+        .flat_map(|t| taps[t * c..(t + 1) * c].iter().copied())
+        .collect();
+    let zeros = vec![0.0f32; c];
+    let dx = dwconv3x3_forward(grad, &flipped, &zeros, dims);
+    let row_len = w * c;
+    if row_len == 0 {
+        return (dx, vec![0.0; 9 * c], zeros);
+    }
+    let acc = grad
+        .par_chunks(row_len)
+        .enumerate()
+        .fold(
+            || vec![0.0f32; 10 * c],
+            |mut acc, (row, g)| {
+                let (n, i) = (row / h, row % h);
+                let plane = &input[n * h * row_len..(n + 1) * h * row_len];
+                weight_grad_row(plane, g, i, h, w, &mut acc);
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0f32; 10 * c],
+            |mut a, b| {
+                for (a, b) in a.iter_mut().zip(&b) {
+                    *a += b;
+                }
+                a
+            },
+        );
+    let (dtaps, dbias) = acc.split_at(9 * c);
+    (dx, dtaps.to_vec(), dbias.to_vec())
 }

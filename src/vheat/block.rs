@@ -7,6 +7,7 @@ use burn::prelude::*;
 use super::drop_path::DropPath;
 use super::mlp::Mlp;
 use crate::hco::{HeatConduction, HeatConductionConfig};
+use crate::kernels::layer_norm;
 
 /// Builds a [`HeatBlock`].
 #[derive(Config, Debug)]
@@ -89,19 +90,18 @@ impl HeatBlock {
     /// (ignored in the inference form).
     pub fn forward(&self, x: Tensor<4>, fve: Option<Tensor<3>>) -> Tensor<4> {
         let heat = if self.post_norm {
-            self.norm1
-                .forward(self.op.forward_channels_last(x.clone(), fve))
+            layer_norm(self.op.forward_channels_last(x.clone(), fve), &self.norm1)
         } else {
             self.op
-                .forward_channels_last(self.norm1.forward(x.clone()), fve)
+                .forward_channels_last(layer_norm(x.clone(), &self.norm1), fve)
         };
         let x = x + self.drop_path.forward(scale(&self.gamma1, heat));
         match (&self.mlp, &self.norm2) {
             (Some(mlp), Some(norm2)) => {
                 let y = if self.post_norm {
-                    norm2.forward(mlp.forward(x.clone()))
+                    layer_norm(mlp.forward(x.clone()), norm2)
                 } else {
-                    mlp.forward(norm2.forward(x.clone()))
+                    mlp.forward(layer_norm(x.clone(), norm2))
                 };
                 x + self.drop_path.forward(scale(&self.gamma2, y))
             }

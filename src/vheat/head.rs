@@ -33,7 +33,7 @@ impl Head {
 
     /// Normalised, pooled features `[B, C]` from an NCHW map.
     pub fn pool(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.norm.forward(x.permute([0, 2, 3, 1]));
+        let x = crate::kernels::layer_norm(x.permute([0, 2, 3, 1]), &self.norm);
         let pooled: Tensor<4> = x.mean_dim(1).mean_dim(2);
         pooled.flatten(1, 3)
     }

@@ -25,7 +25,7 @@ pub struct Stem {
 
 /// A LayerNorm over the channels of an NCHW map.
 pub(crate) fn norm_nchw(norm: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
-    norm.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
+    crate::kernels::layer_norm(x.permute([0, 2, 3, 1]), norm).permute([0, 3, 1, 2])
 }
 
 /// Output side length of a 3×3, stride-2, padding-1 convolution.

@@ -1,0 +1,208 @@
+//! [`HostKernels`] on flex: float32 tensors run the host kernels of `activation`, `layer_norm`
+//! and `depthwise`, in parallel on the rayon pool; any other dtype takes the reference
+//! formulas in Burn's operators (`super::grad`).
+
+use std::borrow::Cow;
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Flex, TensorMetadata};
+use burn::tensor::{DType, TensorData};
+use rayon::prelude::*;
+
+use super::activation::{
+    gelu_backward_slice, gelu_slice, silu_gate_backward_slice, silu_gate_slice,
+};
+use super::depthwise::{dwconv3x3_backward, dwconv3x3_forward};
+use super::grad::{
+    dwconv3x3_backward_reference, dwconv3x3_reference, layer_norm_backward_reference,
+    silu_gate_backward_reference, HostKernels,
+};
+use super::layer_norm::{layer_norm_backward, layer_norm_forward};
+use super::CHUNK;
+
+fn is_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// The values of `t` in row-major order, borrowed when they already are.
+fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(v) => Cow::Borrowed(v),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("a contiguous float32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+/// A uniquely owned, contiguous float32 buffer of `t`'s values (reusing `t`'s when it can).
+fn owned(mut t: FlexTensor) -> FlexTensor {
+    if !(t.is_contiguous() && t.layout().start_offset() == 0 && t.is_unique()) {
+        t = t.to_contiguous();
+    }
+    let n = t.layout().num_elements();
+    if t.bytes().len() != n * 4 || !t.is_unique() {
+        t = FlexTensor::from_data(TensorData::new(values(&t).into_owned(), t.shape()));
+    }
+    t
+}
+
+fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
+}
+
+/// PyTorch's `[C, 1, 3, 3]` weight as `[9][C]` taps.
+fn taps_of(weight: &FlexTensor) -> Vec<f32> {
+    let w = values(weight);
+    let c = w.len() / 9;
+    let mut taps = vec![0.0f32; 9 * c];
+    for ch in 0..c {
+        for t in 0..9 {
+            taps[t * c + ch] = w[ch * 9 + t];
+        }
+    }
+    taps
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+impl HostKernels for Flex {
+    fn vheat_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&x]) {
+            return <Self as burn::backend::ops::ActivationOps<Self>>::gelu(x);
+        }
+        let mut x = owned(x);
+        let v = x.storage_mut::<f32>();
+        v.par_chunks_mut(CHUNK).for_each(gelu_slice);
+        x
+    }
+
+    fn vheat_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&x, &grad]) {
+            return <Self as burn::backend::ops::ActivationOps<Self>>::gelu_backward(x, grad);
+        }
+        let x_values = values(&x);
+        let mut grad = owned(grad);
+        let g = grad.storage_mut::<f32>();
+        g.par_chunks_mut(CHUNK)
+            .zip(x_values.par_chunks(CHUNK))
+            .for_each(|(g, x)| gelu_backward_slice(x, g));
+        grad
+    }
+
+    fn vheat_silu_gate(a: FloatTensor<Self>, z: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&a, &z]) || a.shape() != z.shape() {
+            let silu = <Self as burn::backend::ops::FloatTensorOps<Self>>::float_mul(
+                z.clone(),
+                <Self as burn::backend::ops::ActivationOps<Self>>::sigmoid(z),
+            );
+            return <Self as burn::backend::ops::FloatTensorOps<Self>>::float_mul(a, silu);
+        }
+        let z_values = values(&z);
+        let mut a = owned(a);
+        let out = a.storage_mut::<f32>();
+        out.par_chunks_mut(CHUNK)
+            .zip(z_values.par_chunks(CHUNK))
+            .for_each(|(a, z)| silu_gate_slice(a, z));
+        a
+    }
+
+    fn vheat_silu_gate_backward(
+        a: FloatTensor<Self>,
+        z: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if !is_f32(&[&a, &z, &grad]) || a.shape() != z.shape() || a.shape() != grad.shape() {
+            return silu_gate_backward_reference::<Self>(a, z, grad);
+        }
+        let shape = grad.shape();
+        let (a, z, g) = (values(&a), values(&z), values(&grad));
+        let n = g.len();
+        let (mut da, mut dz) = (vec![0.0f32; n], vec![0.0f32; n]);
+        da.par_chunks_mut(CHUNK)
+            .zip(dz.par_chunks_mut(CHUNK))
+            .zip(a.par_chunks(CHUNK).zip(z.par_chunks(CHUNK)))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((da, dz), (a, z)), g)| silu_gate_backward_slice(a, z, g, da, dz));
+        (tensor(da, shape.clone()), tensor(dz, shape))
+    }
+
+    fn vheat_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        if !is_f32(&[&x, &gamma, &beta]) {
+            return <Self as burn::backend::ops::ModuleOps<Self>>::layer_norm(
+                x,
+                gamma,
+                Some(beta),
+                epsilon,
+            );
+        }
+        let shape = x.shape();
+        let y = layer_norm_forward(&values(&x), &values(&gamma), &values(&beta), epsilon as f32);
+        tensor(y, shape)
+    }
+
+    fn vheat_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if !is_f32(&[&x, &gamma, &grad]) {
+            return layer_norm_backward_reference::<Self>(x, gamma, grad, epsilon);
+        }
+        let shape = x.shape();
+        let c = gamma.shape()[0];
+        let (dx, dgamma, dbeta) =
+            layer_norm_backward(&values(&x), &values(&gamma), &values(&grad), epsilon as f32);
+        (tensor(dx, shape), tensor(dgamma, [c]), tensor(dbeta, [c]))
+    }
+
+    fn vheat_dwconv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if !is_f32(&[&x, &weight, &bias]) {
+            return dwconv3x3_reference::<Self>(x, weight, bias);
+        }
+        let dims = dims4(&x);
+        let y = dwconv3x3_forward(&values(&x), &taps_of(&weight), &values(&bias), dims);
+        tensor(y, dims)
+    }
+
+    fn vheat_dwconv3x3_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if !is_f32(&[&x, &weight, &grad]) {
+            return dwconv3x3_backward_reference::<Self>(x, weight, grad);
+        }
+        let dims = dims4(&x);
+        let c = dims[3];
+        let (dx, dtaps, dbias) =
+            dwconv3x3_backward(&values(&x), &taps_of(&weight), &values(&grad), dims);
+        let mut dw = vec![0.0f32; 9 * c];
+        for ch in 0..c {
+            for t in 0..9 {
+                dw[ch * 9 + t] = dtaps[t * c + ch];
+            }
+        }
+        (
+            tensor(dx, dims),
+            tensor(dw, [c, 1, 3, 3]),
+            tensor(dbias, [c]),
+        )
+    }
+}

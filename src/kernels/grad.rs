@@ -1,0 +1,348 @@
+//! The crate's own tensor operations with handwritten backward passes, through Burn's
+//! `#[backend_extension]`: GELU, the heat operator's SiLU gate, LayerNorm over the last axis
+//! and the channels-last depthwise 3×3 convolution.
+//!
+//! [`HostKernels`] declares each operation and its backward pass. Its default bodies compose
+//! Burn's own backend operators (the reference formulas, valid on any backend); the flex
+//! implementation (`super::flex`) replaces them with the host kernels of this module's
+//! siblings, and the `Autodiff` implementation here records one graph node per operation whose
+//! backward calls the inner backend's backward operation. So on `Autodiff<Flex>` a training
+//! step runs the host kernels both ways instead of Burn's chains of generic operators (LayerNorm
+//! alone is eight of them), and no permute surrounds the depthwise convolution.
+//!
+//! Only flex is routed here (see `super::route`); every other backend keeps Burn's operators.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, TensorMetadata};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::Shape;
+
+/// Operations with a handwritten backward pass (see the module docs). Tensors are channels-last
+/// where it matters: LayerNorm normalises the last axis; the depthwise convolution takes
+/// `[B, H, W, C]` maps, a PyTorch-layout weight `[C, 1, 3, 3]` and a bias `[C]`.
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait HostKernels: Backend {
+    /// Exact (erf) GELU.
+    fn vheat_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu(x)
+    }
+
+    /// `grad · GELU'(x)`.
+    fn vheat_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu_backward(x, grad)
+    }
+
+    /// `a · z · σ(z)`.
+    fn vheat_silu_gate(a: FloatTensor<Self>, z: FloatTensor<Self>) -> FloatTensor<Self> {
+        let silu = Self::float_mul(z.clone(), Self::sigmoid(z));
+        Self::float_mul(a, silu)
+    }
+
+    /// `(∂/∂a, ∂/∂z)` of [`vheat_silu_gate`](Self::vheat_silu_gate) times `grad`.
+    fn vheat_silu_gate_backward(
+        a: FloatTensor<Self>,
+        z: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        silu_gate_backward_reference::<Self>(a, z, grad)
+    }
+
+    /// LayerNorm over the last axis: `(x − μ)/√(σ² + ε) · γ + β`.
+    fn vheat_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(x, gamma, Some(beta), epsilon)
+    }
+
+    /// `(dx, dγ, dβ)` of [`vheat_layer_norm`](Self::vheat_layer_norm) for the output gradient
+    /// `grad`.
+    fn vheat_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        layer_norm_backward_reference::<Self>(x, gamma, grad, epsilon)
+    }
+
+    /// Depthwise 3×3 convolution, stride 1, zero padding 1, of a channels-last map.
+    fn vheat_dwconv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        dwconv3x3_reference::<Self>(x, weight, bias)
+    }
+
+    /// `(dx, dweight, dbias)` of [`vheat_dwconv3x3`](Self::vheat_dwconv3x3) for the output
+    /// gradient `grad` (`[B, H, W, C]`).
+    fn vheat_dwconv3x3_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        dwconv3x3_backward_reference::<Self>(x, weight, grad)
+    }
+}
+
+/// Stride 1, padding 1, dilation 1, `c` groups.
+fn depthwise_options(c: usize) -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [1, 1], [1, 1], c)
+}
+
+/// The SiLU gate's backward pass in Burn's operators.
+pub(super) fn silu_gate_backward_reference<B: Backend>(
+    a: FloatTensor<B>,
+    z: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let s = B::sigmoid(z.clone());
+    let silu = B::float_mul(z.clone(), s.clone());
+    let da = B::float_mul(grad.clone(), silu);
+    // σ(z)·(1 + z·(1 − σ(z)))
+    let one_minus = B::float_add_scalar(B::float_neg(s.clone()), 1.0.into());
+    let inner = B::float_add_scalar(B::float_mul(z, one_minus), 1.0.into());
+    let dz = B::float_mul(B::float_mul(grad, a), B::float_mul(s, inner));
+    (da, dz)
+}
+
+/// The channels-last depthwise convolution in Burn's operators: NCHW `conv2d` between permutes.
+pub(super) fn dwconv3x3_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let c = weight.shape()[0];
+    let nchw = B::float_permute(x, &[0, 3, 1, 2]);
+    let y = B::conv2d(nchw, weight, Some(bias), depthwise_options(c));
+    B::float_permute(y, &[0, 2, 3, 1])
+}
+
+/// Its backward pass in Burn's operators (`conv2d`'s own backward functions).
+pub(super) fn dwconv3x3_backward_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let c = weight.shape()[0];
+    let x = B::float_permute(x, &[0, 3, 1, 2]);
+    let g = B::float_permute(grad, &[0, 3, 1, 2]);
+    let options = depthwise_options(c);
+    let dx = B::conv2d_x_backward(x.clone(), weight.clone(), g.clone(), options.clone());
+    let dw = B::conv2d_weight_backward(x, weight, g.clone(), options);
+    let db = B::float_reshape(B::float_sum_dims(g, &[0, 2, 3]), Shape::new([c]));
+    (B::float_permute(dx, &[0, 2, 3, 1]), dw, db)
+}
+
+/// LayerNorm's backward pass in Burn's operators (see `super::layer_norm` for the formulas).
+pub(super) fn layer_norm_backward_reference<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let shape = x.shape();
+    let last = shape.num_dims() - 1;
+    let c = shape[last];
+    let rows = shape.num_elements() / c.max(1);
+    let mut bcast = vec![1; shape.num_dims()];
+    bcast[last] = c;
+    let gamma = B::float_reshape(gamma, Shape::from(bcast));
+    let mean = B::float_mean_dim(x.clone(), last);
+    let centred = B::float_sub(x, mean);
+    let var = B::float_mean_dim(B::float_mul(centred.clone(), centred.clone()), last);
+    let rstd = B::float_powf_scalar(B::float_add_scalar(var, epsilon.into()), (-0.5).into());
+    let xhat = B::float_mul(centred, rstd.clone());
+    let gg = B::float_mul(grad.clone(), gamma);
+    let m1 = B::float_mean_dim(gg.clone(), last);
+    let m2 = B::float_mean_dim(B::float_mul(gg.clone(), xhat.clone()), last);
+    let inner = B::float_sub(B::float_sub(gg, m1), B::float_mul(xhat.clone(), m2));
+    let dx = B::float_mul(rstd, inner);
+    let flat = |t: FloatTensor<B>| {
+        let t = B::float_reshape(t, Shape::new([rows, c]));
+        B::float_reshape(B::float_sum_dim(t, 0), Shape::new([c]))
+    };
+    let dgamma = flat(B::float_mul(grad.clone(), xhat));
+    let dbeta = flat(grad);
+    (dx, dgamma, dbeta)
+}
+
+impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
+    fn vheat_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GeluBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 1> for GeluBackward {
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [parent] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                if let Some(parent) = parent {
+                    grads.register::<B>(parent.id, B::vheat_gelu_backward(ops.state, grad));
+                }
+            }
+        }
+
+        let node = x.node();
+        let x = x.into_primitive();
+        match GeluBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(x.clone(), B::vheat_gelu(x)),
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_gelu(x)),
+        }
+    }
+
+    fn vheat_silu_gate(a: FloatTensor<Self>, z: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GateBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 2> for GateBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [node_a, node_z] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (a, z) = ops.state;
+                let (da, dz) = B::vheat_silu_gate_backward(a, z, grad);
+                if let Some(node) = node_a {
+                    grads.register::<B>(node.id, da);
+                }
+                if let Some(node) = node_z {
+                    grads.register::<B>(node.id, dz);
+                }
+            }
+        }
+
+        let nodes = [a.node(), z.node()];
+        let (a, z) = (a.into_primitive(), z.into_primitive());
+        match GateBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::vheat_silu_gate(a.clone(), z.clone());
+                prep.finish((a, z), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_silu_gate(a, z)),
+        }
+    }
+
+    fn vheat_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LayerNormBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 3> for LayerNormBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, gamma, epsilon) = ops.state;
+                let (dx, dgamma, dbeta) = B::vheat_layer_norm_backward(x, gamma, grad, epsilon);
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_gamma {
+                    grads.register::<B>(node.id, dgamma);
+                }
+                if let Some(node) = node_beta {
+                    grads.register::<B>(node.id, dbeta);
+                }
+            }
+        }
+
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let (x, gamma, beta) = (
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+        );
+        match LayerNormBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::vheat_layer_norm(x.clone(), gamma.clone(), beta, epsilon);
+                prep.finish((x, gamma, epsilon), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_layer_norm(x, gamma, beta, epsilon)),
+        }
+    }
+
+    fn vheat_dwconv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct DepthwiseBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 3> for DepthwiseBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [node_x, node_weight, node_bias] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, weight) = ops.state;
+                let (dx, dw, db) = B::vheat_dwconv3x3_backward(x, weight, grad);
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_weight {
+                    grads.register::<B>(node.id, dw);
+                }
+                if let Some(node) = node_bias {
+                    grads.register::<B>(node.id, db);
+                }
+            }
+        }
+
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let (x, weight, bias) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        );
+        match DepthwiseBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::vheat_dwconv3x3(x.clone(), weight.clone(), bias);
+                prep.finish((x, weight), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_dwconv3x3(x, weight, bias)),
+        }
+    }
+}

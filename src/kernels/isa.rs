@@ -1,0 +1,111 @@
+//! Which vector instructions the host kernels run with, chosen at run time.
+//!
+//! Every kernel's inner loop is one portable function, compiled three times: as it is, with
+//! AVX2 + FMA enabled, and with AVX-512 (F, VL, BW, DQ) enabled, so that the compiler
+//! vectorises it for 8 or 16 lanes. [`active`] picks the widest the CPU has when the process
+//! first asks. `VHEAT_KERNEL_ISA=portable|avx2|avx512` caps the choice (for benchmarks), and
+//! [`force_portable`] switches every kernel to the portable code (the tests use it, so that CI
+//! covers both paths on whatever machine it has).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// A family of vector instructions a kernel can be compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Whatever the target's baseline is (SSE2 on x86-64), no run-time features.
+    Portable,
+    /// AVX2 with FMA (256-bit vectors).
+    Avx2,
+    /// AVX-512 F/VL/BW/DQ (512-bit vectors).
+    Avx512,
+}
+
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "AVX2",
+            Isa::Avx512 => "AVX-512",
+        })
+    }
+}
+
+/// The name of the environment variable that caps [`detected`]'s choice.
+pub const KERNEL_ISA_ENV: &str = "VHEAT_KERNEL_ISA";
+
+static FORCE_PORTABLE: AtomicBool = AtomicBool::new(false);
+
+/// The widest instruction family this CPU supports, capped by `VHEAT_KERNEL_ISA` if set
+/// (an unknown value is ignored). Detected once per process.
+pub fn detected() -> Isa {
+    static DETECTED: OnceLock<Isa> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        let cpu = cpu_isa();
+        let cap = match std::env::var(KERNEL_ISA_ENV).as_deref() {
+            Ok("portable") => Isa::Portable,
+            Ok("avx2") => Isa::Avx2,
+            _ => Isa::Avx512,
+        };
+        cpu.min(cap)
+    })
+}
+
+fn cpu_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512dq") {
+            return Isa::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+/// The family the kernels use now: [`detected`], or [`Isa::Portable`] while forced.
+pub fn active() -> Isa {
+    if FORCE_PORTABLE.load(Ordering::Relaxed) {
+        Isa::Portable
+    } else {
+        detected()
+    }
+}
+
+/// Makes every kernel run its portable code (`true`) or the detected family again (`false`).
+/// The results are the same up to rounding either way; this exists so tests can check both.
+pub fn force_portable(on: bool) {
+    FORCE_PORTABLE.store(on, Ordering::Relaxed);
+}
+
+/// Defines `fn $name(args) -> ret` that runs `$body(args)` compiled for [`active`]'s family.
+/// `$body` must be `#[inline(always)]` so that it is compiled inside each variant.
+macro_rules! isa_dispatch {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path;) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn narrow($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                match $crate::kernels::isa::active() {
+                    // SAFETY: `active` only names a family the CPU reported at run time.
+                    $crate::kernels::isa::Isa::Avx512 => return unsafe { wide($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::kernels::isa::Isa::Avx2 => return unsafe { narrow($($arg),*) },
+                    $crate::kernels::isa::Isa::Portable => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use isa_dispatch;

@@ -1,0 +1,242 @@
+//! The host kernels' forward and backward passes on `Autodiff<Flex>` (the training path)
+//! against two references that do not use them: the same formula in Burn's operators in
+//! float64 (autodiff on float64 never takes the host path), and Burn's own float32 operator.
+//! Values and every input's gradient are compared, for a random upstream gradient, on the
+//! instruction family this machine has (AVX-512, AVX2 or portable) and again with the portable
+//! code forced, so that CI covers both whatever its CPU. The whole model's training gradients
+//! through these kernels are checked against PyTorch in `tests/gradients.rs`.
+
+#[macro_use]
+mod common;
+
+use std::sync::Mutex;
+
+use burn::module::{Param, ParamId};
+use burn::nn::LayerNormConfig;
+use burn::prelude::*;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Distribution, FloatDType};
+use vheat::kernels::{
+    depthwise_conv3x3_nhwc, gelu, isa, layer_norm, layer_norm_epsilon, on_host, silu_gate,
+};
+
+/// The ISA switch is process-wide: the two tests that flip it run one at a time.
+static ISA_SWITCH: Mutex<()> = Mutex::new(());
+
+fn ad() -> Device {
+    common::cpu().autodiff()
+}
+
+fn host(t: Tensor<4>) -> Vec<f64> {
+    t.cast(FloatDType::F64)
+        .into_data()
+        .try_to_vec()
+        .expect("f64 data")
+}
+
+/// `max |got − want| / (1 + |want|)`.
+fn rel_err(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+        .fold(0.0, |m, e| if e.is_nan() { f64::NAN } else { m.max(e) })
+}
+
+fn random(shape: [usize; 4], std: f64, seed: u64) -> Tensor<4> {
+    let d = common::cpu();
+    d.seed(seed);
+    Tensor::<4>::random(shape, Distribution::Normal(0.0, std), &d)
+}
+
+/// `t` on the autodiff device in `dtype`, as a leaf that wants its gradient.
+fn leaf<const D: usize>(t: &Tensor<D>, dtype: FloatDType) -> Tensor<D> {
+    Tensor::from_data(
+        t.clone().cast(dtype).into_data(),
+        (&ad(), DType::from(dtype)),
+    )
+    .require_grad()
+}
+
+/// Runs `f` on float32 leaves (through the kernels) and on float64 leaves (Burn's operators),
+/// and on float32 leaves through `burn_f32` (Burn's float32 operator); returns the worst
+/// relative error of the outputs and of each input's gradient, against float64 and against
+/// Burn's float32.
+fn compare<F, G>(inputs: &[Tensor<4>], upstream: &Tensor<4>, kernel: F, burn_op: G) -> (f64, f64)
+where
+    F: Fn(&[Tensor<4>]) -> Tensor<4>,
+    G: Fn(&[Tensor<4>]) -> Tensor<4>,
+{
+    let run = |dtype: FloatDType, op: &dyn Fn(&[Tensor<4>]) -> Tensor<4>| {
+        let leaves: Vec<Tensor<4>> = inputs.iter().map(|t| leaf(t, dtype)).collect();
+        let up: Tensor<4> = Tensor::from_data(
+            upstream.clone().cast(dtype).into_data(),
+            (&ad(), DType::from(dtype)),
+        );
+        assert_eq!(up.dtype(), DType::from(dtype));
+        let out = op(&leaves);
+        let grads = (out.clone() * up).sum().backward();
+        let mut all = vec![host(out.inner())];
+        for l in &leaves {
+            all.push(host(l.grad(&grads).expect("every input gets a gradient")));
+        }
+        all
+    };
+    assert!(on_host(&leaf(&inputs[0], FloatDType::F32)));
+    let got = run(FloatDType::F32, &kernel);
+    let want64 = run(FloatDType::F64, &burn_op);
+    let want32 = run(FloatDType::F32, &burn_op);
+    let worst = |want: &[Vec<f64>]| {
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| rel_err(g, w))
+            .fold(0.0f64, f64::max)
+    };
+    (worst(&want64), worst(&want32))
+}
+
+fn check_gelu() {
+    let x = random([2, 3, 5, 37], 3.0, 1);
+    let up = random([2, 3, 5, 37], 1.0, 2);
+    let (e64, e32) = compare(
+        &[x],
+        &up,
+        |t| gelu(t[0].clone()),
+        |t| burn::tensor::activation::gelu(t[0].clone()),
+    );
+    eprintln!("gelu: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}");
+    // Float32 rounding of values up to ~10 (6e-8 relative) plus the fitted erfc (a few ulp);
+    // Burn's own float32 GELU is within the same distance of float64.
+    assert!(e64 < 1e-6 && e32 < 2e-6, "gelu {e64:e} / {e32:e}");
+}
+
+fn check_silu_gate() {
+    let a = random([2, 4, 3, 33], 2.0, 3);
+    let z = random([2, 4, 3, 33], 4.0, 4);
+    let up = random([2, 4, 3, 33], 1.0, 5);
+    let (e64, e32) = compare(
+        &[a, z],
+        &up,
+        |t| silu_gate(t[0].clone(), t[1].clone()),
+        |t| t[0].clone() * burn::tensor::activation::silu(t[1].clone()),
+    );
+    eprintln!("silu gate: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}");
+    // A few float32 roundings of products up to ~50 (relative to 1 + |value|) and the
+    // vectorised exp (2 ulp).
+    assert!(e64 < 2e-6 && e32 < 4e-6, "silu gate {e64:e} / {e32:e}");
+}
+
+fn check_layer_norm() {
+    for (c, eps) in [(1usize, 1e-5), (7, 1e-6), (16, 1e-5), (33, 0.5), (96, 1e-5)] {
+        let x = random([2, 3, 4, c], 2.0, 6 + c as u64) + 0.7;
+        let gamma = random([1, 1, 1, c], 1.0, 7);
+        let beta = random([1, 1, 1, c], 1.0, 8);
+        let up = random([2, 3, 4, c], 1.0, 9);
+        let norm_of = |gamma: &Tensor<4>, beta: &Tensor<4>| {
+            let mut norm = LayerNormConfig::new(c).with_epsilon(eps).init(&ad());
+            // `initialized` keeps the tensors as they are (reshapes of tracked leaves).
+            norm.gamma = Param::initialized(ParamId::new(), gamma.clone().reshape([c]));
+            norm.beta = Some(Param::initialized(
+                ParamId::new(),
+                beta.clone().reshape([c]),
+            ));
+            norm
+        };
+        assert_eq!(layer_norm_epsilon(&norm_of(&gamma, &beta)), Some(eps));
+        // The float64 reference is written out (Burn's LayerNorm module keeps float32 params).
+        let (e64, e32) = compare(
+            &[x, gamma, beta],
+            &up,
+            |t| layer_norm(t[0].clone(), &norm_of(&t[1], &t[2])),
+            |t| {
+                if t[0].dtype() == DType::F32 {
+                    return norm_of(&t[1], &t[2]).forward(t[0].clone());
+                }
+                let (x, gamma, beta) = (t[0].clone(), t[1].clone(), t[2].clone());
+                let mean = x.clone().mean_dim(3);
+                let centred = x - mean;
+                let var = (centred.clone() * centred.clone()).mean_dim(3);
+                centred / (var + eps).sqrt() * gamma + beta
+            },
+        );
+        eprintln!("layer norm C={c} eps={eps}: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}");
+        // Normalised values are O(1) and the sums run over C ≤ 96 terms and 24 rows (γ, β
+        // gradients): float32 accumulation error ~ √n · 6e-8 relative to the terms' size, and
+        // 1/√(σ²+ε) amplifies the input's rounding by up to 1/σ (σ ≥ 0.3 here).
+        assert!(
+            e64 < 2e-5 && e32 < 4e-5,
+            "layer norm C={c}: {e64:e} / {e32:e}"
+        );
+    }
+}
+
+fn check_depthwise() {
+    for &(b, h, w, c) in &[(2, 6, 5, 3), (1, 1, 1, 4), (1, 4, 1, 17), (2, 9, 7, 32)] {
+        let x = random([b, h, w, c], 1.0, 10);
+        let weight = random([c, 1, 3, 3], 1.0, 11);
+        let bias = random([1, 1, 1, c], 1.0, 12);
+        let up = random([b, h, w, c], 1.0, 13);
+        let (e64, e32) = compare(
+            &[x, weight, bias],
+            &up,
+            |t| depthwise_conv3x3_nhwc(t[0].clone(), t[1].clone(), Some(t[2].clone().reshape([c]))),
+            |t| {
+                conv2d(
+                    t[0].clone().permute([0, 3, 1, 2]),
+                    t[1].clone(),
+                    Some(t[2].clone().reshape([c])),
+                    ConvOptions::new([1, 1], [1, 1], [1, 1], c),
+                )
+                .permute([0, 2, 3, 1])
+            },
+        );
+        eprintln!("depthwise {b}x{h}x{w}x{c}: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}");
+        // Nine-term sums for values and the input gradient, B·H·W ≤ 126-term sums for the tap
+        // and bias gradients, of O(1) products: float32 accumulation, in another order than
+        // Burn's.
+        assert!(
+            e64 < 1e-5 && e32 < 2e-5,
+            "depthwise {b}x{h}x{w}x{c}: {e64:e} / {e32:e}"
+        );
+    }
+}
+
+fn check_all() {
+    check_gelu();
+    check_silu_gate();
+    check_layer_norm();
+    check_depthwise();
+}
+
+#[test]
+fn kernels_forward_and_backward_on_the_detected_isa() {
+    let _one = ISA_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    isa::force_portable(false);
+    eprintln!("instruction family: {}", isa::active());
+    check_all();
+}
+
+#[test]
+fn kernels_forward_and_backward_on_the_portable_path() {
+    let _one = ISA_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    isa::force_portable(true);
+    assert_eq!(isa::active(), isa::Isa::Portable);
+    let result = std::panic::catch_unwind(check_all);
+    isa::force_portable(false);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn a_layer_norm_without_bias_or_in_float64_takes_burns_path_and_agrees() {
+    let d = ad();
+    let x: Tensor<4> = Tensor::from_data(random([1, 2, 3, 8], 1.0, 14).into_data(), &d);
+    let plain = LayerNormConfig::new(8).with_bias(false).init(&d);
+    assert_eq!(layer_norm_epsilon(&plain), Some(1e-5));
+    let got = layer_norm(x.clone(), &plain).inner();
+    let want = plain.forward(x).inner();
+    // The same Burn operator on the same values.
+    assert_eq!(host(got), host(want));
+}
