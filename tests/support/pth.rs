@@ -1,11 +1,12 @@
-//! Test-side tools for building bad checkpoints: the PyTorch zip container (read and write,
-//! stored entries only, as `torch.save` writes them), storage-type conversion of a `.pth`, and
-//! float16/bfloat16 encoding.
+//! Test-side tools for building checkpoints, good and bad: the PyTorch zip container (read and
+//! write, stored entries only, as `torch.save` writes them), a minimal pickle writer for a
+//! float32 state dict (`write_pth`), storage-type conversion of a `.pth`, and float16/bfloat16
+//! encoding.
 //!
-//! Shared by `tests/reliability.rs` and `examples/fuzz_loaders.rs` through `#[path]`, so that
-//! both build their inputs the same way. Everything here is written from the formats'
-//! specifications (PKWARE APPNOTE for zip, IEEE 754 binary16, bfloat16), not from the crate
-//! under test.
+//! Shared by `tests/reliability.rs`, `tests/cli_pretrained.rs` and `examples/fuzz_loaders.rs`
+//! through `#[path]`, so that they build their inputs the same way. Everything here is written
+//! from the formats' specifications (PKWARE APPNOTE for zip, Python's pickle protocol 2 and
+//! `torch.serialization`'s layout, IEEE 754 binary16, bfloat16), not from the crate under test.
 #![allow(dead_code)]
 
 /// CRC-32 (IEEE, reflected, polynomial 0xEDB88320), as zip stores it.
