@@ -287,6 +287,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// A mirror URL (`VHEAT_MIRROR`, `--mirror`, `Cache::with_mirror`) that cannot be
+    /// downloaded from: not `http://` or `https://`, no host, or with a query or fragment.
+    #[error(
+        "invalid mirror URL {value:?} ({origin}): {reason}; expected http(s)://HOST[:PORT][/PATH], \
+         under which RELEASE/FILE (e.g. vheatcls/vHeat_tiny.pth) is served"
+    )]
+    InvalidMirror {
+        /// Where the value came from (`VHEAT_MIRROR`, `--mirror`, …).
+        origin: String,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// No cache directory: `VHEAT_CACHE` is not set and the platform has no user cache folder.
     #[error("no cache directory: set VHEAT_CACHE to a writable folder")]
     NoCacheDir,

@@ -41,6 +41,17 @@ pub struct ClassifyArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "from")]
     pub pretrained: Option<String>,
 
+    /// Download --pretrained weights from this mirror of the reference's releases, as
+    /// URL/RELEASE/FILE (e.g. URL/vheatcls/vHeat_tiny.pth) [default: $VHEAT_MIRROR if set, else
+    /// https://github.com/MzeroMiko/vHeat/releases/download]
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "pretrained",
+        conflicts_with = "from"
+    )]
+    pub mirror: Option<String>,
+
     /// Configuration of a reference checkpoint: tiny, small, base, or a JSON file.
     #[arg(long, value_name = "NAME|FILE", default_value = "tiny")]
     pub config: String,
@@ -80,16 +91,19 @@ pub struct Classifier {
 }
 
 /// Loads published weights by name (`--pretrained`): downloaded once into the cache
-/// (`VHEAT_CACHE`, `VHEAT_OFFLINE`; see [`crate::pretrained::Cache`]), with the checkpoint's
-/// ImageNet class names and evaluation preprocessing.
+/// (`VHEAT_CACHE`, `VHEAT_OFFLINE`; see [`crate::pretrained::Cache::from_env_with_mirror`])
+/// from `mirror` (`--mirror`) when given, else from `VHEAT_MIRROR` when set, else from GitHub,
+/// with the checkpoint's ImageNet class names and evaluation preprocessing.
 ///
 /// # Errors
-/// [`Error::UnknownWeights`] for a name that is not published; the download and load errors
-/// of [`crate::pretrained::Cache::load`].
+/// [`Error::UnknownWeights`] for a name that is not published; [`Error::InvalidMirror`] for a
+/// malformed mirror URL (both before any download); the download and load errors of
+/// [`crate::pretrained::Cache::load`].
 #[cfg(feature = "pretrained")]
-pub fn load_pretrained(name: &str, device: &Device) -> Result<Classifier> {
+pub fn load_pretrained(name: &str, mirror: Option<&str>, device: &Device) -> Result<Classifier> {
     let weights: crate::pretrained::Weights = name.parse()?;
-    let model = VHeat::pretrained(weights, device)?;
+    let cache = crate::pretrained::Cache::from_env_with_mirror(mirror)?;
+    let model = cache.load(weights, device)?;
     let transform = weights
         .preprocess()
         .map(|p| p.eval_transform())
@@ -107,8 +121,8 @@ pub fn load_pretrained(name: &str, device: &Device) -> Result<Classifier> {
 /// # Errors
 /// Always [`Error::Unsupported`], naming the feature to enable.
 #[cfg(not(feature = "pretrained"))]
-pub fn load_pretrained(name: &str, device: &Device) -> Result<Classifier> {
-    let _ = device;
+pub fn load_pretrained(name: &str, mirror: Option<&str>, device: &Device) -> Result<Classifier> {
+    let _ = (mirror, device);
     Err(Error::Unsupported(format!(
         "--pretrained {name}: this build has no downloader (enable the `pretrained` feature)"
     )))
@@ -133,11 +147,12 @@ pub(crate) fn is_reference(path: &Path) -> bool {
 ///
 /// # Errors
 /// [`Error::CheckpointRead`] (naming the file) for a missing or unreadable checkpoint,
-/// [`Error::CheckpointMismatch`] if it does not fit the configuration, [`Error::Unsupported`]
-/// for `--pretrained` until it is wired.
+/// [`Error::CheckpointMismatch`] if it does not fit the configuration; for `--pretrained`,
+/// the errors of [`load_pretrained`] ([`Error::Unsupported`] in a build without the
+/// `pretrained` feature).
 pub fn load(args: &ClassifyArgs, device: &Device) -> Result<Classifier> {
     let mut c = match (&args.from, &args.pretrained) {
-        (_, Some(name)) => load_pretrained(name, device)?,
+        (_, Some(name)) => load_pretrained(name, args.mirror.as_deref(), device)?,
         (Some(path), None) if is_reference(path) => {
             let config = resolve_config(&args.config)?;
             let mut model = config.try_init(device)?;

@@ -29,6 +29,71 @@ pub const CACHE_ENV: &str = "VHEAT_CACHE";
 /// Environment variable that, set to `1` (or `true`/`yes`/`on`), forbids network access.
 pub const OFFLINE_ENV: &str = "VHEAT_OFFLINE";
 
+/// Environment variable naming a mirror of the reference's release files to download from
+/// instead of GitHub ([`RELEASE_BASE_URL`]): `{VHEAT_MIRROR}/{release}/{file_name}`, e.g.
+/// `http://host:8000/weights` serving `/weights/vheatcls/vHeat_tiny.pth`. Unset or empty:
+/// GitHub. A malformed value is [`Error::InvalidMirror`] (see [`parse_mirror`]).
+pub const MIRROR_ENV: &str = "VHEAT_MIRROR";
+
+/// A mirror's base URL, checked: `http://` or `https://`, a host (with an optional port and
+/// path), no query or fragment, no whitespace. Returned without trailing `/`. `origin` says
+/// where the value came from (`VHEAT_MIRROR`, `--mirror`), for the error.
+///
+/// ```
+/// use vheat::pretrained::{parse_mirror, RELEASE_BASE_URL};
+///
+/// assert_eq!(parse_mirror("http://127.0.0.1:8000/w/", "--mirror")?, "http://127.0.0.1:8000/w");
+/// assert_eq!(parse_mirror(RELEASE_BASE_URL, "--mirror")?, RELEASE_BASE_URL);
+/// assert!(parse_mirror("ftp://host/w", "--mirror").is_err());
+/// assert!(parse_mirror("host/w", "--mirror").is_err());
+/// # Ok::<(), vheat::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidMirror`] naming the value, its origin and what is wrong.
+pub fn parse_mirror(value: &str, origin: &str) -> Result<String> {
+    let invalid = |reason: &str| Error::InvalidMirror {
+        origin: origin.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    if value.chars().any(char::is_whitespace) {
+        return Err(invalid("it contains whitespace"));
+    }
+    if value.contains(['?', '#']) {
+        return Err(invalid(
+            "it has a query or fragment, which a base URL cannot have",
+        ));
+    }
+    let uri: ureq::http::Uri = value
+        .parse()
+        .map_err(|e: ureq::http::uri::InvalidUri| invalid(&e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(invalid(&format!("scheme {other}: is not http or https"))),
+        None => return Err(invalid("it has no scheme (http:// or https://)")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host"));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid("it has user information, which is not supported"));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+/// The base URL for a value of [`MIRROR_ENV`]: the checked mirror ([`parse_mirror`]) when set
+/// and non-empty, else [`RELEASE_BASE_URL`].
+///
+/// # Errors
+/// [`Error::InvalidMirror`] for a malformed value.
+pub fn mirror_from(value: Option<&str>) -> Result<String> {
+    match value {
+        Some(v) if !v.is_empty() => parse_mirror(v, MIRROR_ENV),
+        _ => Ok(RELEASE_BASE_URL.to_string()),
+    }
+}
+
 /// Whether a value of [`OFFLINE_ENV`] means offline: `1`, `true`, `yes` or `on`, in any case.
 pub fn offline_from(value: Option<&str>) -> bool {
     matches!(
@@ -60,7 +125,7 @@ struct Meta {
 /// use burn::prelude::*;
 /// use vheat::pretrained::{Cache, Weights};
 ///
-/// let cache = Cache::from_env()?; // VHEAT_CACHE, VHEAT_OFFLINE
+/// let cache = Cache::from_env()?; // VHEAT_CACHE, VHEAT_OFFLINE, VHEAT_MIRROR
 /// let path = cache.fetch(Weights::TinyIn1k)?; // downloads once, then reuses
 /// let model = cache.load(Weights::TinyIn1k, &Device::default())?;
 /// # Ok::<(), vheat::Error>(())
@@ -89,12 +154,40 @@ impl Cache {
 
     /// The cache the environment asks for: directory [`CACHE_ENV`], else the user cache
     /// folder + `vheat` ([`Error::NoCacheDir`] when there is neither); offline when
-    /// [`OFFLINE_ENV`] says so ([`offline_from`]).
+    /// [`OFFLINE_ENV`] says so ([`offline_from`]); downloading from the mirror [`MIRROR_ENV`]
+    /// names, else from GitHub ([`mirror_from`]; a malformed mirror is
+    /// [`Error::InvalidMirror`]).
     pub fn from_env() -> Result<Self> {
+        Self::from_env_with_mirror(None)
+    }
+
+    /// Like [`from_env`](Self::from_env), except that `mirror`, when given (e.g. a
+    /// `--mirror` option), is the base URL to download from and [`MIRROR_ENV`] is not read.
+    ///
+    /// # Errors
+    /// [`Error::NoCacheDir`]; [`Error::InvalidMirror`] for a malformed `mirror` (or
+    /// [`MIRROR_ENV`] value, when `mirror` is `None`).
+    pub fn from_env_with_mirror(mirror: Option<&str>) -> Result<Self> {
+        let base_url = match mirror {
+            Some(url) => parse_mirror(url, "--mirror")?,
+            None => match std::env::var_os(MIRROR_ENV) {
+                None => mirror_from(None)?,
+                Some(v) => match v.to_str() {
+                    Some(v) => mirror_from(Some(v))?,
+                    None => {
+                        return Err(Error::InvalidMirror {
+                            origin: MIRROR_ENV.to_string(),
+                            value: v.to_string_lossy().into_owned(),
+                            reason: "it is not valid UTF-8".into(),
+                        })
+                    }
+                },
+            },
+        };
         let dir = cache_dir_from(std::env::var_os(CACHE_ENV), dirs::cache_dir())
             .ok_or(Error::NoCacheDir)?;
         let offline = offline_from(std::env::var(OFFLINE_ENV).ok().as_deref());
-        Ok(Self::new(dir).with_offline(offline))
+        Ok(Self::new(dir).with_offline(offline).with_base_url(base_url))
     }
 
     /// Downloads from `base_url` instead of GitHub: a [`Weights`] then comes from
@@ -102,6 +195,16 @@ impl Cache {
     pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
         self.base_url = base_url.into();
         self
+    }
+
+    /// Downloads from the mirror `url` instead of GitHub, checked first ([`parse_mirror`]);
+    /// [`with_base_url`](Self::with_base_url) takes any string unchecked.
+    ///
+    /// # Errors
+    /// [`Error::InvalidMirror`] for a malformed `url` (the cache is then not built).
+    pub fn with_mirror(self, url: &str) -> Result<Self> {
+        let base_url = parse_mirror(url, "Cache::with_mirror")?;
+        Ok(self.with_base_url(base_url))
     }
 
     /// Offline: never touch the network; a file not in the cache is [`Error::NotCached`].
@@ -400,7 +503,8 @@ fn check_once<'a>(
 
 impl VHeat {
     /// The published model `weights` on `device`, downloaded once into the cache the
-    /// environment names ([`Cache::from_env`]: `VHEAT_CACHE`, `VHEAT_OFFLINE`).
+    /// environment names ([`Cache::from_env`]: `VHEAT_CACHE`, `VHEAT_OFFLINE`, and
+    /// `VHEAT_MIRROR` to download from a mirror instead of GitHub).
     ///
     /// ```no_run
     /// use burn::prelude::*;
@@ -503,6 +607,40 @@ mod tests {
             assert!(!offline_from(Some(v)), "{v}");
         }
         assert!(!offline_from(None));
+    }
+
+    #[test]
+    fn mirror_values() {
+        assert_eq!(mirror_from(None).unwrap(), RELEASE_BASE_URL);
+        assert_eq!(mirror_from(Some("")).unwrap(), RELEASE_BASE_URL);
+        assert_eq!(
+            mirror_from(Some("https://example.org/vheat/")).unwrap(),
+            "https://example.org/vheat"
+        );
+        assert_eq!(
+            mirror_from(Some("http://[::1]:8080")).unwrap(),
+            "http://[::1]:8080"
+        );
+        for bad in [
+            "example.org/vheat",
+            "ftp://example.org/vheat",
+            "file:///srv/weights",
+            "http://",
+            "http:///x",
+            "http://a b/",
+            "http://host/w?x=1",
+            "http://host/w#f",
+            "http://user:pw@host/w",
+            " ",
+        ] {
+            match mirror_from(Some(bad)) {
+                Err(Error::InvalidMirror { origin, value, .. }) => {
+                    assert_eq!(origin, MIRROR_ENV);
+                    assert_eq!(value, bad);
+                }
+                other => panic!("{bad:?}: expected InvalidMirror, got {other:?}"),
+            }
+        }
     }
 
     #[test]

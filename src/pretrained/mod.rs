@@ -21,7 +21,10 @@
 mod download;
 
 #[cfg(feature = "pretrained")]
-pub use download::{cache_dir_from, offline_from, Cache, CACHE_ENV, OFFLINE_ENV};
+pub use download::{
+    cache_dir_from, mirror_from, offline_from, parse_mirror, Cache, CACHE_ENV, MIRROR_ENV,
+    OFFLINE_ENV,
+};
 
 use std::fmt;
 use std::path::Path;

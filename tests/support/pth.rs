@@ -1,11 +1,12 @@
-//! Test-side tools for building bad checkpoints: the PyTorch zip container (read and write,
-//! stored entries only, as `torch.save` writes them), storage-type conversion of a `.pth`, and
-//! float16/bfloat16 encoding.
+//! Test-side tools for building checkpoints, good and bad: the PyTorch zip container (read and
+//! write, stored entries only, as `torch.save` writes them), a minimal pickle writer for a
+//! float32 state dict (`write_pth`), storage-type conversion of a `.pth`, and float16/bfloat16
+//! encoding.
 //!
-//! Shared by `tests/reliability.rs` and `examples/fuzz_loaders.rs` through `#[path]`, so that
-//! both build their inputs the same way. Everything here is written from the formats'
-//! specifications (PKWARE APPNOTE for zip, IEEE 754 binary16, bfloat16), not from the crate
-//! under test.
+//! Shared by `tests/reliability.rs`, `tests/cli_pretrained.rs` and `examples/fuzz_loaders.rs`
+//! through `#[path]`, so that they build their inputs the same way. Everything here is written
+//! from the formats' specifications (PKWARE APPNOTE for zip, Python's pickle protocol 2 and
+//! `torch.serialization`'s layout, IEEE 754 binary16, bfloat16), not from the crate under test.
 #![allow(dead_code)]
 
 /// CRC-32 (IEEE, reflected, polynomial 0xEDB88320), as zip stores it.
@@ -242,4 +243,151 @@ pub fn bf16_bits(x: f32) -> u16 {
 /// The value of bfloat16 bits `h`.
 pub fn bf16_value(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
+}
+
+/// One float32 tensor of a state dict: its key, its shape and its values (row-major).
+pub struct StateTensor {
+    /// The state-dict key (`patch_embed.0.weight`, …).
+    pub name: String,
+    /// The shape (empty for a scalar).
+    pub shape: Vec<usize>,
+    /// The values, `shape.iter().product()` of them.
+    pub values: Vec<f32>,
+}
+
+/// Pickle opcodes used below (Python's `pickletools`, protocol 2).
+mod op {
+    pub const PROTO: u8 = 0x80;
+    pub const EMPTY_DICT: u8 = b'}';
+    pub const EMPTY_TUPLE: u8 = b')';
+    pub const MARK: u8 = b'(';
+    pub const TUPLE: u8 = b't';
+    pub const GLOBAL: u8 = b'c';
+    pub const REDUCE: u8 = b'R';
+    pub const BINPERSID: u8 = b'Q';
+    pub const BINUNICODE: u8 = b'X';
+    pub const BININT1: u8 = b'K';
+    pub const BININT2: u8 = b'M';
+    pub const BININT: u8 = b'J';
+    pub const NEWFALSE: u8 = 0x89;
+    pub const SETITEM: u8 = b's';
+    pub const SETITEMS: u8 = b'u';
+    pub const STOP: u8 = b'.';
+}
+
+fn pickle_str(out: &mut Vec<u8>, s: &str) {
+    out.push(op::BINUNICODE);
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn pickle_int(out: &mut Vec<u8>, n: usize) {
+    if n < 0x100 {
+        out.extend_from_slice(&[op::BININT1, n as u8]);
+    } else if n < 0x1_0000 {
+        out.push(op::BININT2);
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+    } else {
+        let n = i32::try_from(n).expect("BININT holds a signed 32-bit integer");
+        out.push(op::BININT);
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+}
+
+fn pickle_global(out: &mut Vec<u8>, module: &str, name: &str) {
+    out.push(op::GLOBAL);
+    out.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+}
+
+fn pickle_int_tuple(out: &mut Vec<u8>, items: &[usize]) {
+    if items.is_empty() {
+        out.push(op::EMPTY_TUPLE);
+        return;
+    }
+    out.push(op::MARK);
+    for &i in items {
+        pickle_int(out, i);
+    }
+    out.push(op::TUPLE);
+}
+
+/// `collections.OrderedDict()`: the class called with no arguments.
+fn pickle_empty_ordered_dict(out: &mut Vec<u8>) {
+    pickle_global(out, "collections", "OrderedDict");
+    out.push(op::EMPTY_TUPLE);
+    out.push(op::REDUCE);
+}
+
+/// The pickle `torch.save({"model": OrderedDict(state)})` writes (protocol 2), without the memo
+/// (`BINPUT`) opcodes, which only let a pickle refer back to objects it already holds.
+///
+/// Each tensor is `torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False,
+/// OrderedDict())`, where `storage` is the persistent id `('storage', torch.FloatStorage, key,
+/// 'cpu', numel)` (`BINPERSID`) and `key` is the tensor's index, which names its data file
+/// `archive/data/<key>`.
+pub fn state_dict_pickle(state: &[StateTensor]) -> Vec<u8> {
+    let mut out = vec![op::PROTO, 2, op::EMPTY_DICT];
+    pickle_str(&mut out, "model");
+    pickle_empty_ordered_dict(&mut out);
+    if !state.is_empty() {
+        out.push(op::MARK);
+        for (key, t) in state.iter().enumerate() {
+            pickle_str(&mut out, &t.name);
+            pickle_global(&mut out, "torch._utils", "_rebuild_tensor_v2");
+            out.push(op::MARK);
+            // The storage, loaded by the unpickler's persistent_load.
+            out.push(op::MARK);
+            pickle_str(&mut out, "storage");
+            pickle_global(&mut out, "torch", "FloatStorage");
+            pickle_str(&mut out, &key.to_string());
+            pickle_str(&mut out, "cpu");
+            pickle_int(&mut out, t.values.len());
+            out.push(op::TUPLE);
+            out.push(op::BINPERSID);
+            pickle_int(&mut out, 0); // storage offset
+            pickle_int_tuple(&mut out, &t.shape);
+            // Contiguous (row-major) strides, in elements.
+            let mut stride = vec![1; t.shape.len()];
+            for d in (0..t.shape.len().saturating_sub(1)).rev() {
+                stride[d] = stride[d + 1] * t.shape[d + 1];
+            }
+            pickle_int_tuple(&mut out, &stride);
+            out.push(op::NEWFALSE); // requires_grad
+            pickle_empty_ordered_dict(&mut out); // backward_hooks
+            out.push(op::TUPLE);
+            out.push(op::REDUCE);
+        }
+        out.push(op::SETITEMS);
+    }
+    out.push(op::SETITEM);
+    out.push(op::STOP);
+    out
+}
+
+/// A `.pth` holding `{"model": OrderedDict(state)}` in `torch.save`'s zip layout: entries
+/// `archive/data.pkl` ([`state_dict_pickle`]), `archive/byteorder` (`little`),
+/// `archive/data/<key>` (each tensor's float32 values, little-endian) and `archive/version`
+/// (`3`). The tensors' values are moved into the archive.
+///
+/// Checked once against PyTorch 2.15 (`scripts/check_pth_writer.py`: `torch.load(path,
+/// weights_only=True)` reads the file `tests/cli_pretrained.rs` writes with this function,
+/// with the expected keys, shapes and values).
+pub fn write_pth(state: Vec<StateTensor>) -> Vec<u8> {
+    let pickle = state_dict_pickle(&state);
+    let mut entries = vec![
+        ("archive/data.pkl".to_string(), pickle),
+        ("archive/byteorder".to_string(), b"little".to_vec()),
+    ];
+    for (key, t) in state.into_iter().enumerate() {
+        assert_eq!(
+            t.values.len(),
+            t.shape.iter().product::<usize>(),
+            "{}: values do not fill the shape",
+            t.name
+        );
+        let bytes = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        entries.push((format!("archive/data/{key}"), bytes));
+    }
+    entries.push(("archive/version".to_string(), b"3\n".to_vec()));
+    write_zip(&entries)
 }
