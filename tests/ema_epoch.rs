@@ -12,8 +12,7 @@ use burn::data::dataloader::Progress;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use burn::train::metric::{
-    AccuracyInput, AccuracyMetric, Adaptor, LossInput, LossMetric, Metric, MetricMetadata,
-    Numeric,
+    AccuracyInput, AccuracyMetric, Adaptor, LossInput, LossMetric, Metric, MetricMetadata, Numeric,
 };
 use burn::train::ClassificationOutput;
 use vheat::data::{ImageBatcher, ShapesConfig, SyntheticShapes};
@@ -227,7 +226,8 @@ fn the_raw_half_feeds_burns_metrics_and_the_ema_half_the_ema_metrics() {
     let mut ema_acc = EmaAccuracyMetric::accuracy();
     let mut loss = LossMetric::new();
     let mut ema_loss = EmaLossMetric::loss();
-    acc.update(&Adaptor::<AccuracyInput>::adapt(&out), &m).unwrap();
+    acc.update(&Adaptor::<AccuracyInput>::adapt(&out), &m)
+        .unwrap();
     ema_acc
         .update(&Adaptor::<EmaInput<AccuracyInput>>::adapt(&out), &m)
         .unwrap();
@@ -280,11 +280,26 @@ fn report_with(raw: (f64, f64), ema: Option<(f64, f64)>) -> FitReport {
 #[test]
 fn the_better_model_is_the_more_accurate_then_the_lower_loss_then_the_raw_one() {
     let pick = |r, e| report_with(r, Some(e)).best_of_raw_and_ema();
-    assert_eq!(pick((80.0, 0.5), (82.5, 0.6)), Some((ModelChoice::Ema, 82.5)));
-    assert_eq!(pick((85.0, 0.5), (82.5, 0.4)), Some((ModelChoice::Raw, 85.0)));
-    assert_eq!(pick((80.0, 0.5), (80.0, 0.4)), Some((ModelChoice::Ema, 80.0)));
-    assert_eq!(pick((80.0, 0.4), (80.0, 0.5)), Some((ModelChoice::Raw, 80.0)));
-    assert_eq!(pick((80.0, 0.5), (80.0, 0.5)), Some((ModelChoice::Raw, 80.0)));
+    assert_eq!(
+        pick((80.0, 0.5), (82.5, 0.6)),
+        Some((ModelChoice::Ema, 82.5))
+    );
+    assert_eq!(
+        pick((85.0, 0.5), (82.5, 0.4)),
+        Some((ModelChoice::Raw, 85.0))
+    );
+    assert_eq!(
+        pick((80.0, 0.5), (80.0, 0.4)),
+        Some((ModelChoice::Ema, 80.0))
+    );
+    assert_eq!(
+        pick((80.0, 0.4), (80.0, 0.5)),
+        Some((ModelChoice::Raw, 80.0))
+    );
+    assert_eq!(
+        pick((80.0, 0.5), (80.0, 0.5)),
+        Some((ModelChoice::Raw, 80.0))
+    );
     assert_eq!(
         report_with((70.0, 1.0), None).best_of_raw_and_ema(),
         Some((ModelChoice::Raw, 70.0))
@@ -294,4 +309,22 @@ fn the_better_model_is_the_more_accurate_then_the_lower_loss_then_the_raw_one() 
     assert!(std::ptr::eq(r.best_model(), r.ema.as_ref().unwrap()));
     let r = report_with((85.0, 0.5), Some((82.5, 0.6)));
     assert!(std::ptr::eq(r.best_model(), &r.model));
+}
+
+#[test]
+fn data_parallel_training_validates_the_ema_too() {
+    let d = common::cpu();
+    let dir = temp_dir("multi");
+    let train = SyntheticShapes::new(ShapesConfig::new(32, 64, 1)).unwrap();
+    let valid = SyntheticShapes::new(ShapesConfig::new(32, 16, 2)).unwrap();
+    let model = tiny_config().init_seeded(&d, 3).unwrap();
+    let options = FitOptions::new(&dir, d.clone()).with_devices(vec![d.clone(), d.clone()]);
+    let report = fit(model, train, valid.clone(), &recipe(1, Some(0.9)), &options).unwrap();
+    let acc = report.epochs[0]
+        .ema_valid_accuracy
+        .expect("the EMA is validated under the multi-device strategy");
+    // As in the single-device test: the same counts, only the weighted mean's rounding.
+    let independent = evaluate_accuracy(report.ema.as_ref().unwrap(), &valid, 16, &d).unwrap();
+    assert!((independent - acc).abs() < 1e-9, "{acc} vs {independent}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -72,9 +72,7 @@ impl<M: Metric> Metric for EmaMetric<M> {
     }
 
     fn description(&self) -> Option<String> {
-        self.inner
-            .description()
-            .map(|d| format!("{d} (model EMA)"))
+        self.inner.description().map(|d| format!("{d} (model EMA)"))
     }
 
     fn attributes(&self) -> MetricAttributes {
