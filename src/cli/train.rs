@@ -364,7 +364,9 @@ pub fn folder_recipe(
     Ok(recipe)
 }
 
-/// The training recipe from the flags, with the mode's defaults for what was not given.
+/// The training recipe from the flags, with the mode's defaults for what was not given
+/// (`--ema` and `--ema-warmup` included: a decay of 0 or less is no EMA, one above 1 is an
+/// error when training starts).
 pub fn recipe(args: &TrainArgs, default_epochs: usize, default_lr: f64) -> TrainingConfig {
     TrainingConfig {
         epochs: args.epochs.unwrap_or(default_epochs),
@@ -374,6 +376,8 @@ pub fn recipe(args: &TrainArgs, default_epochs: usize, default_lr: f64) -> Train
         warmup_epochs: 1.0,
         num_workers: args.workers,
         seed: args.seed,
+        ema_decay: args.ema.filter(|d| *d > 0.0),
+        ema_warmup: args.ema_warmup,
         ..TrainingConfig::default()
     }
 }
@@ -502,6 +506,16 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         let config = small_config(size, SyntheticShapes::num_classes());
         let model = config.init_seeded(&device, args.seed)?;
         let recipe = recipe(args, 6, 2e-3);
+        if let Some(d) = recipe.ema_decay {
+            println!(
+                "model EMA: decay {d}{}",
+                if recipe.ema_warmup {
+                    " with warm-up"
+                } else {
+                    ""
+                }
+            );
+        }
         println!(
             "data: synthetic shapes {:?}, {size}x{size}, {} training and {} validation images",
             SyntheticShapes::class_names(),
