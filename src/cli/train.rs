@@ -28,7 +28,7 @@ use crate::data::{
 use crate::error::{Error, Result};
 use crate::train::{
     fit, meta_path, pretrained_for_fine_tuning, save_checkpoint, CheckpointMeta, FitOptions,
-    FitReport, Pretrained, TrainingConfig,
+    FitReport, ModelChoice, Pretrained, TrainingConfig,
 };
 use crate::vheat::{VHeat, VHeatConfig};
 
@@ -108,8 +108,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "ALPHA")]
     pub cutmix: Option<f64>,
 
-    /// Decay of a model EMA updated after every optimizer step (0 turns it off); it is saved
-    /// beside the model as model_ema.bpk [default: the recipe's: 0.9999 for reference, off
+    /// Decay of a model EMA updated after every optimizer step (0 turns it off); it is validated
+    /// beside the model every epoch and saved beside it as model_ema.bpk [default: the recipe's: 0.9999 for reference, off
     /// otherwise].
     #[arg(long, value_name = "DECAY")]
     pub ema: Option<f64>,
@@ -364,7 +364,9 @@ pub fn folder_recipe(
     Ok(recipe)
 }
 
-/// The training recipe from the flags, with the mode's defaults for what was not given.
+/// The training recipe from the flags, with the mode's defaults for what was not given
+/// (`--ema` and `--ema-warmup` included: a decay of 0 or less is no EMA, one above 1 is an
+/// error when training starts).
 pub fn recipe(args: &TrainArgs, default_epochs: usize, default_lr: f64) -> TrainingConfig {
     TrainingConfig {
         epochs: args.epochs.unwrap_or(default_epochs),
@@ -374,6 +376,8 @@ pub fn recipe(args: &TrainArgs, default_epochs: usize, default_lr: f64) -> Train
         warmup_epochs: 1.0,
         num_workers: args.workers,
         seed: args.seed,
+        ema_decay: args.ema.filter(|d| *d > 0.0),
+        ema_warmup: args.ema_warmup,
         ..TrainingConfig::default()
     }
 }
@@ -502,6 +506,16 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         let config = small_config(size, SyntheticShapes::num_classes());
         let model = config.init_seeded(&device, args.seed)?;
         let recipe = recipe(args, 6, 2e-3);
+        if let Some(d) = recipe.ema_decay {
+            println!(
+                "model EMA: decay {d}{}",
+                if recipe.ema_warmup {
+                    " with warm-up"
+                } else {
+                    ""
+                }
+            );
+        }
         println!(
             "data: synthetic shapes {:?}, {size}x{size}, {} training and {} validation images",
             SyntheticShapes::class_names(),
@@ -536,7 +550,8 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
     }))
 }
 
-/// Runs `vheat train`: [`train`], then a summary (accuracy, time, where the files are).
+/// Runs `vheat train`: [`train`], then a summary (accuracy of the model and, with an EMA, of the
+/// EMA and which of the two validated better; time; where the files are).
 ///
 /// # Errors
 /// As [`train`].
@@ -562,10 +577,35 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     if let Some(ema) = report.ema_accuracy {
-        println!(
-            "model EMA validation accuracy: {ema:.1} % (saved as {})",
-            args.out.join("model_ema.bpk").display()
-        );
+        let ema_path = args.out.join("model_ema.bpk");
+        let best_ema = report
+            .epochs
+            .iter()
+            .filter_map(|e| e.ema_valid_accuracy.map(|a| (a, e.epoch)))
+            .fold(None, |best: Option<(f64, usize)>, x| match best {
+                Some(b) if b.0 >= x.0 => Some(b),
+                _ => Some(x),
+            });
+        match best_ema {
+            Some((best_acc, best_epoch)) => println!(
+                "model EMA validation accuracy: {ema:.1} % (best {best_acc:.1} % at epoch {best_epoch}; saved as {})",
+                ema_path.display()
+            ),
+            None => println!(
+                "model EMA validation accuracy: {ema:.1} % (saved as {})",
+                ema_path.display()
+            ),
+        }
+        if let Some((choice, acc)) = report.best_of_raw_and_ema() {
+            let (which, path) = match choice {
+                ModelChoice::Ema => ("the model EMA", ema_path),
+                ModelChoice::Raw => ("the raw model", checkpoint.clone()),
+            };
+            println!(
+                "better after the last epoch: {which} ({acc:.1} %), {}",
+                path.display()
+            );
+        }
     }
     println!(
         "trained in {:.0} s ({:.0} s with set-up)",

@@ -11,6 +11,7 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
 use super::ema::ModelEma;
 use super::optim::clip_grad_norm;
+use super::validation_output::ValidationOutput;
 use crate::data::ImageBatch;
 use crate::error::Result;
 use crate::vheat::VHeat;
@@ -46,6 +47,17 @@ pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     per.mean()
 }
 
+/// `model`'s logits on `batch`, the loss of [`ImageClassifier::forward_classification`] and the
+/// targets.
+fn classification_of(model: &VHeat, batch: ImageBatch, smoothing: f64) -> ClassificationOutput {
+    let logits = model.forward(batch.images);
+    let loss = match batch.soft_targets {
+        Some(soft) => soft_cross_entropy(logits.clone(), soft),
+        None => smoothed_cross_entropy(logits.clone(), batch.targets.clone(), smoothing),
+    };
+    ClassificationOutput::new(loss, logits, batch.targets)
+}
+
 /// A [`VHeat`] with what one training step needs besides the weights: the label-smoothing
 /// factor and the global gradient-norm bound. It implements burn-train's [`TrainStep`] and
 /// [`InferenceStep`], so it is the model a [`burn::train::Learner`] trains.
@@ -55,7 +67,8 @@ pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
 /// are in burn-train's model checkpoints, so a resumed run continues the average.
 ///
 /// With an EMA, [`TrainStep::optimize`] steps the optimizer and then updates the average
-/// (once per optimizer step).
+/// (once per optimizer step), and [`InferenceStep::step`] validates the average beside the
+/// model (a [`ValidationOutput`] with both halves).
 #[derive(Module, Debug)]
 pub struct ImageClassifier {
     /// The network.
@@ -113,12 +126,7 @@ impl ImageClassifier {
         batch: ImageBatch,
         smoothing: f64,
     ) -> ClassificationOutput {
-        let logits = self.model.forward(batch.images);
-        let loss = match batch.soft_targets {
-            Some(soft) => soft_cross_entropy(logits.clone(), soft),
-            None => smoothed_cross_entropy(logits.clone(), batch.targets.clone(), smoothing),
-        };
-        ClassificationOutput::new(loss, logits, batch.targets)
+        classification_of(&self.model, batch, smoothing)
     }
 
     /// The gradients of one training step (with the smoothed loss), clipped by global norm.
@@ -162,9 +170,17 @@ impl TrainStep for ImageClassifier {
 
 impl InferenceStep for ImageClassifier {
     type Input = ImageBatch;
-    type Output = ClassificationOutput;
+    type Output = ValidationOutput;
 
-    fn step(&self, batch: ImageBatch) -> ClassificationOutput {
-        self.forward_classification(batch, 0.0)
+    /// The raw model's plain cross-entropy, logits and targets on `batch` and, with an EMA, the
+    /// EMA's on the same images (burn-train validates the classifier converted by
+    /// `Module::valid`, so the EMA copy travels with it).
+    fn step(&self, batch: ImageBatch) -> ValidationOutput {
+        let ema = self
+            .ema
+            .as_ref()
+            .map(|ema| classification_of(&ema.model, batch.clone(), 0.0));
+        let raw = self.forward_classification(batch, 0.0);
+        ValidationOutput { raw, ema }
     }
 }

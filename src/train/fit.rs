@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpointer::{resumable_checkpoint, AtomicFileCheckpointer};
 use super::classifier::ImageClassifier;
+use super::ema_metric::{EmaAccuracyMetric, EmaLossMetric};
 use super::evaluate::evaluate_accuracy;
 use super::optim::adamw_for;
 use super::progress::{EpochRecord, ProgressPrinter};
@@ -71,8 +72,8 @@ pub struct TrainingConfig {
     #[serde(default)]
     pub mixup: Option<MixupConfig>,
     /// Decay of a model EMA updated after every optimizer step (reference 0.9999); `None`: no
-    /// EMA. Its accuracy on the validation set is measured after training
-    /// ([`FitReport::ema_accuracy`]).
+    /// EMA. It is validated beside the model after every epoch
+    /// ([`EpochRecord::ema_valid_accuracy`], [`FitReport::ema_accuracy`]).
     #[serde(default)]
     pub ema_decay: Option<f64>,
     /// Warm the EMA's decay up as `min(decay, (1 + t) / (10 + t))` after `t` updates.
@@ -233,14 +234,72 @@ pub struct FitReport {
     /// The model EMA after the last epoch (when [`TrainingConfig::ema_decay`] is set), without
     /// autodiff, in evaluation mode.
     pub ema: Option<VHeat>,
-    /// The EMA's validation accuracy after the last epoch, in percent.
+    /// The EMA's validation accuracy after the last epoch, in percent: the last epoch's
+    /// [`EpochRecord::ema_valid_accuracy`] (burn-train's metric), or, when this run trained no
+    /// epoch (a resume of a finished run), measured once with [`evaluate_accuracy`].
     pub ema_accuracy: Option<f64>,
+}
+
+/// One of the two models a run with an EMA ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// The trained weights ([`FitReport::model`]).
+    Raw,
+    /// Their moving average ([`FitReport::ema`]).
+    Ema,
 }
 
 impl FitReport {
     /// The validation accuracy of the last epoch, in percent.
     pub fn final_accuracy(&self) -> Option<f64> {
         self.epochs.last().and_then(|e| e.valid_accuracy)
+    }
+
+    /// The EMA's validation accuracy of every epoch of this run that has one, in epoch order, in
+    /// percent (empty without an EMA).
+    pub fn ema_accuracy_per_epoch(&self) -> Vec<f64> {
+        self.epochs
+            .iter()
+            .filter_map(|e| e.ema_valid_accuracy)
+            .collect()
+    }
+
+    /// Which of the raw model and its EMA validated better after the last epoch, with that
+    /// accuracy in percent: the EMA when its accuracy is strictly higher, or equal with a
+    /// strictly lower validation loss; otherwise the raw model. `None` when neither has an
+    /// accuracy (nothing was validated).
+    pub fn best_of_raw_and_ema(&self) -> Option<(ModelChoice, f64)> {
+        let raw = self.final_accuracy();
+        let ema = self.ema.as_ref().and(self.ema_accuracy);
+        match (raw, ema) {
+            (None, None) => None,
+            (Some(r), None) => Some((ModelChoice::Raw, r)),
+            (None, Some(e)) => Some((ModelChoice::Ema, e)),
+            (Some(r), Some(e)) => {
+                let last = self.epochs.last();
+                let lower_loss = match (
+                    last.and_then(|l| l.ema_valid_loss),
+                    last.and_then(|l| l.valid_loss),
+                ) {
+                    (Some(el), Some(rl)) => el < rl,
+                    _ => false,
+                };
+                if e > r || (e == r && lower_loss) {
+                    Some((ModelChoice::Ema, e))
+                } else {
+                    Some((ModelChoice::Raw, r))
+                }
+            }
+        }
+    }
+
+    /// The model [`best_of_raw_and_ema`](Self::best_of_raw_and_ema) chooses (the raw model when
+    /// nothing was validated).
+    pub fn best_model(&self) -> &VHeat {
+        match (self.best_of_raw_and_ema(), &self.ema) {
+            (Some((ModelChoice::Ema, _)), Some(ema)) => ema,
+            _ => &self.model,
+        }
     }
 }
 
@@ -254,7 +313,8 @@ pub fn latest_checkpoint(artifact_dir: &Path) -> Option<usize> {
 /// Trains `model` on `train` and validates it after every epoch on `valid`, with burn-train's
 /// [`Learner`]: AdamW with the reference's weight-decay groups, [`WarmupCosineLr`] stepped every
 /// iteration, label-smoothed cross-entropy, global-norm gradient clipping, stochastic depth
-/// (active in training only), a [`ProgressPrinter`], and checkpoints of the model, optimizer and
+/// (active in training only), with [`TrainingConfig::ema_decay`] a model EMA validated beside the
+/// model every epoch ([`EmaLossMetric`], [`EmaAccuracyMetric`]), a [`ProgressPrinter`], and checkpoints of the model, optimizer and
 /// scheduler after every epoch in `options.artifact_dir/checkpoint` (the last two and the one
 /// with the best validation loss are kept).
 ///
@@ -356,6 +416,11 @@ where
         )
         .renderer(Box::new(printer))
         .num_epochs(config.epochs);
+    if config.ema_decay.is_some() {
+        training = training
+            .metric_valid_numeric(EmaLossMetric::loss())
+            .metric_valid_numeric(EmaAccuracyMetric::accuracy());
+    }
     if config.grad_accumulation > 1 {
         training = training.grads_accumulation(config.grad_accumulation);
     }
@@ -386,7 +451,10 @@ where
     let epochs = history.lock().map(|h| h.clone()).unwrap_or_default();
     let ema = result.model.ema_model().map(|m| m.clone().valid());
     let ema_accuracy = match &ema {
-        Some(m) => Some(evaluate_accuracy(m, &valid, config.batch_size, &main)?),
+        Some(m) => match epochs.last().and_then(|e| e.ema_valid_accuracy) {
+            Some(a) => Some(a),
+            None => Some(evaluate_accuracy(m, &valid, config.batch_size, &main)?),
+        },
         None => None,
     };
     Ok(FitReport {

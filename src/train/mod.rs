@@ -8,7 +8,7 @@
 //! | timm `CosineLRScheduler`, warm-up prefix, per-iteration | [`WarmupCosineLr`] |
 //! | `LabelSmoothingCrossEntropy(0.1)` | [`smoothed_cross_entropy`] |
 //! | timm `Mixup`/`SoftTargetCrossEntropy` | [`crate::data::MixupBatcher`], [`soft_cross_entropy`] |
-//! | timm `ModelEmaV2`/`V3` | [`ModelEma`] inside [`ImageClassifier`], [`evaluate_accuracy`] |
+//! | timm `ModelEmaV2`/`V3`, validated every epoch | [`ModelEma`] inside [`ImageClassifier`], [`EmaAccuracyMetric`]/[`EmaLossMetric`] on [`ValidationOutput`], [`evaluate_accuracy`] |
 //! | `clip_grad_norm_(…, 5.0)` | [`clip_grad_norm`] (global norm) |
 //! | `DropPath` (stochastic depth) | [`crate::DropPath`]: active only on an autodiff device in training mode |
 //! | checkpoint save / auto-resume | burn-train's checkpointers, [`FitOptions::resume`] |
@@ -42,12 +42,14 @@ mod checkpoint;
 mod checkpointer;
 mod classifier;
 mod ema;
+mod ema_metric;
 mod evaluate;
 mod fit;
 mod optim;
 mod progress;
 mod recipe;
 mod schedule;
+mod validation_output;
 
 pub use checkpoint::{
     load_checkpoint, load_checkpoint_meta, meta_path, pretrained_for_fine_tuning, save_checkpoint,
@@ -58,9 +60,13 @@ pub use checkpointer::{
 };
 pub use classifier::{smoothed_cross_entropy, soft_cross_entropy, ImageClassifier};
 pub use ema::{ema_update, ModelEma};
+pub use ema_metric::{
+    EmaAccuracyMetric, EmaInput, EmaLossMetric, EmaMetric, EMA_ACCURACY, EMA_LOSS,
+};
 pub use evaluate::evaluate_accuracy;
-pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, TrainingConfig};
+pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, ModelChoice, TrainingConfig};
 pub use optim::{adamw_for, clip_grad_norm, DecayGroups};
 pub use progress::{EpochRecord, ProgressPrinter};
 pub use recipe::{ChosenRecipe, RecipeKind, SMALL_IMAGE_SIDE};
 pub use schedule::WarmupCosineLr;
+pub use validation_output::ValidationOutput;

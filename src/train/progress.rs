@@ -15,6 +15,8 @@ use burn::train::renderer::{
 };
 use burn::train::LearnerSummary;
 
+use super::ema_metric::{EMA_ACCURACY, EMA_LOSS};
+
 /// The metrics of one finished epoch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EpochRecord {
@@ -28,6 +30,10 @@ pub struct EpochRecord {
     pub valid_loss: Option<f64>,
     /// Validation accuracy, in percent.
     pub valid_accuracy: Option<f64>,
+    /// Mean validation loss of the model EMA (plain cross-entropy); `None` without an EMA.
+    pub ema_valid_loss: Option<f64>,
+    /// Validation accuracy of the model EMA, in percent; `None` without an EMA.
+    pub ema_valid_accuracy: Option<f64>,
     /// Seconds since training started, at the end of this epoch's validation.
     pub elapsed_s: f64,
 }
@@ -55,7 +61,8 @@ impl Running {
 ///
 /// During an epoch it prints the running loss, accuracy and learning rate every `interval`
 /// in place on a terminal, or at each quarter of the epoch in a log; after each validation it prints one line with the epoch's
-/// training and validation loss and accuracy.
+/// training and validation loss and accuracy, and the model EMA's validation loss and accuracy
+/// when its metrics ([`super::EmaLossMetric`], [`super::EmaAccuracyMetric`]) are registered.
 pub struct ProgressPrinter {
     names: HashMap<MetricId, String>,
     train: Running,
@@ -187,6 +194,9 @@ impl ProgressPrinter {
         if let Some(a) = r.mean("Accuracy") {
             line += &format!("  acc {a:5.1} %");
         }
+        if let Some(a) = r.mean(EMA_ACCURACY) {
+            line += &format!("  EMA acc {a:5.1} %");
+        }
         if self.split == "train" {
             if let Some((s, n)) = r.sums.get("Learning Rate") {
                 if *n > 0 {
@@ -271,14 +281,25 @@ impl TrainingProgressLogger for ProgressPrinter {
             train_accuracy: self.train.mean("Accuracy"),
             valid_loss: self.valid.mean("Loss"),
             valid_accuracy: self.valid.mean("Accuracy"),
+            ema_valid_loss: self.valid.mean(EMA_LOSS),
+            ema_valid_accuracy: self.valid.mean(EMA_ACCURACY),
             elapsed_s: self.start.elapsed().as_secs_f64(),
         };
         let width = self.total_epochs.to_string().len();
         let fmt = |v: Option<f64>, prec: usize| {
             v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.prec$}"))
         };
+        let ema = if record.ema_valid_loss.is_some() || record.ema_valid_accuracy.is_some() {
+            format!(
+                "  |  EMA val loss {}  EMA val acc {} %",
+                fmt(record.ema_valid_loss, 3),
+                fmt(record.ema_valid_accuracy, 1)
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "epoch {:>width$}/{}  train loss {}  acc {} %  |  val loss {}  val acc {} %  |  {:.0} s",
+            "epoch {:>width$}/{}  train loss {}  acc {} %  |  val loss {}  val acc {} %{ema}  |  {:.0} s",
             record.epoch,
             self.total_epochs,
             fmt(record.train_loss, 3),
