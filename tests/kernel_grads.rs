@@ -202,7 +202,111 @@ fn check_depthwise() {
     }
 }
 
+fn check_linear() {
+    for &(rows, k, n) in &[
+        (1usize, 1usize, 1usize),
+        (13, 7, 5),
+        (40, 96, 33),
+        (9, 300, 64),
+    ] {
+        let x = random([1, 1, rows, k], 1.0, 16);
+        let w_kn = random([1, 1, k, n], 0.3, 17);
+        let bias = random([1, 1, 1, n], 1.0, 18);
+        let up = random([1, 1, rows, n], 1.0, 19);
+        let burn_op = |t: &[Tensor<4>]| {
+            burn::tensor::module::linear(
+                t[0].clone(),
+                t[1].clone().reshape([k, n]),
+                Some(t[2].clone().reshape([n])),
+            )
+        };
+        let (e64, e32) = compare(
+            &[x.clone(), w_kn.clone(), bias.clone()],
+            &up,
+            |t| {
+                vheat::kernels::linear(
+                    t[0].clone(),
+                    t[1].clone().reshape([k, n]),
+                    Some(t[2].clone().reshape([n])),
+                )
+            },
+            burn_op,
+        );
+        // PyTorch's [N, K] layout: the same product with the weight stored transposed.
+        let w_nk = w_kn
+            .clone()
+            .reshape([k, n])
+            .transpose()
+            .reshape([1, 1, n, k]);
+        let (t64, t32) = compare(
+            &[x, w_nk, bias],
+            &up,
+            |t| {
+                vheat::kernels::linear_out_in(
+                    t[0].clone(),
+                    t[1].clone().reshape([n, k]),
+                    Some(t[2].clone().reshape([n])),
+                )
+            },
+            |t| {
+                burn::tensor::module::linear(
+                    t[0].clone(),
+                    t[1].clone().reshape([n, k]).transpose(),
+                    Some(t[2].clone().reshape([n])),
+                )
+            },
+        );
+        eprintln!("linear {rows}x{k}x{n}: vs f64 {e64:.2e} / {t64:.2e}, vs Burn f32 {e32:.2e} / {t32:.2e}");
+        // Sums of K ≤ 300 products of O(1)·O(0.3) values (and M ≤ 40 for the weight's
+        // gradient): float32 accumulation in another order than Burn's, ~√K · 6e-8 relative to
+        // the sum of |terms|, which is up to ~5× the result here.
+        let worst = e64.max(t64).max(e32 / 2.0).max(t32 / 2.0);
+        assert!(
+            worst < 2e-5,
+            "linear {rows}x{k}x{n}: {e64:e} {t64:e} {e32:e} {t32:e}"
+        );
+    }
+}
+
+fn check_mix_along() {
+    // (before, n, after, m): DCT-like squares, a rectangle (resampling), a partial strip.
+    for &(before, n, after, m) in &[
+        (3usize, 7usize, 64usize, 7usize),
+        (2, 14, 96, 14),
+        (1, 5, 40, 9),
+        (4, 3, 1, 2),
+    ] {
+        let x = random([1, before, n, after], 1.0, 20);
+        let matrix = random([1, 1, m, n], 0.5, 21);
+        let up = random([1, before, m, after], 1.0, 22);
+        let (e64, e32) = compare(
+            &[x, matrix],
+            &up,
+            |t| {
+                vheat::kernels::mix_along(
+                    t[0].clone().reshape([before, n, after]),
+                    t[1].clone().reshape([m, n]),
+                )
+                .reshape([1, before, m, after])
+            },
+            |t| {
+                let a: Tensor<3> = t[1].clone().reshape([1, m, n]);
+                a.matmul(t[0].clone().reshape([before, n, after]))
+                    .reshape([1, before, m, after])
+            },
+        );
+        eprintln!(
+            "mix along {before}x{n}x{after} by {m}x{n}: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}"
+        );
+        // Sums of n ≤ 14 products for values and the input gradient, before·after ≤ 192 for
+        // the matrix gradient, of O(1) terms: float32 accumulation in another order.
+        assert!(e64 < 1e-5 && e32 < 2e-5, "mix along: {e64:e} / {e32:e}");
+    }
+}
+
 fn check_all() {
+    check_mix_along();
+    check_linear();
     check_gelu();
     check_silu_gate();
     check_layer_norm();

@@ -133,7 +133,7 @@ impl HeatConduction {
         let weight = self.linear.weight.val();
         let bias = self.linear.bias.as_ref().map(|b| b.val());
         let half = |i: usize| {
-            burn::tensor::module::linear(
+            crate::kernels::linear(
                 x.clone(),
                 weight.clone().narrow(1, i * c, c),
                 bias.clone().map(|b| b.narrow(0, i * c, c)),
@@ -149,7 +149,8 @@ impl HeatConduction {
         let x = idct2d(dct2d(x) * decay);
 
         let x = silu_gate(layer_norm(x, &self.out_norm), z);
-        self.out_linear.forward(x)
+        let out = &self.out_linear;
+        crate::kernels::linear(x, out.weight.val(), out.bias.as_ref().map(|b| b.val()))
     }
 
     /// Runs the operator on an NCHW map `[B, C, H, W]` → `[B, C, H, W]`, like the reference.

@@ -30,8 +30,7 @@ pub fn apply_along<const D: usize>(x: Tensor<D>, axis: usize, matrix: Tensor<2>)
         flat.matmul(matrix.transpose()).reshape(out_dims)
     } else {
         let view = x.reshape([before, n, after]);
-        let m: Tensor<3> = matrix.unsqueeze();
-        m.matmul(view).reshape(out_dims)
+        crate::kernels::mix_along(view, matrix).reshape(out_dims)
     }
 }
 

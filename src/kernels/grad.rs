@@ -1,6 +1,7 @@
 //! The crate's own tensor operations with handwritten backward passes, through Burn's
-//! `#[backend_extension]`: GELU, the heat operator's SiLU gate, LayerNorm over the last axis
-//! and the channels-last depthwise 3×3 convolution.
+//! `#[backend_extension]`: GELU, the heat operator's SiLU gate, LayerNorm over the last axis,
+//! the channels-last depthwise 3×3 convolution, the projections (`x·W + b`) and a matrix
+//! applied along one axis (the DCTs).
 //!
 //! [`HostKernels`] declares each operation and its backward pass. Its default bodies compose
 //! Burn's own backend operators (the reference formulas, valid on any backend); the flex
@@ -72,6 +73,35 @@ pub trait HostKernels: Backend {
         layer_norm_backward_reference::<Self>(x, gamma, grad, epsilon)
     }
 
+    /// `x · W + b` over the last axis of `x` (`[…, K]` → `[…, N]`). `weight` is `[K, N]`
+    /// (Burn's `Linear`) or, with `out_in`, `[N, K]` (PyTorch's layout, a 1×1 convolution's);
+    /// `bias` is `[N]`.
+    fn vheat_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        out_in: bool,
+    ) -> FloatTensor<Self> {
+        linear_reference::<Self>(x, weight, bias, out_in)
+    }
+
+    /// `(dx, dweight, dbias)` of [`vheat_linear`](Self::vheat_linear) for the output gradient
+    /// `grad`.
+    fn vheat_linear_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        out_in: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        linear_backward_reference::<Self>(x, weight, grad, out_in)
+    }
+
+    /// `y[b, i, j] = Σ_t matrix[i, t] · x[b, t, j]`: `matrix` (`[m, n]`) applied along the
+    /// middle axis of `x` (`[before, n, after]`), as the DCTs do.
+    fn vheat_mix_along(x: FloatTensor<Self>, matrix: FloatTensor<Self>) -> FloatTensor<Self> {
+        mix_along_reference::<Self>(x, matrix)
+    }
+
     /// Depthwise 3×3 convolution, stride 1, zero padding 1, of a channels-last map.
     fn vheat_dwconv3x3(
         x: FloatTensor<Self>,
@@ -95,6 +125,76 @@ pub trait HostKernels: Backend {
 /// Stride 1, padding 1, dilation 1, `c` groups.
 fn depthwise_options(c: usize) -> ConvOptions<2> {
     ConvOptions::new([1, 1], [1, 1], [1, 1], c)
+}
+
+/// [`HostKernels::vheat_mix_along`] in Burn's operators: one broadcast batched product.
+pub(super) fn mix_along_reference<B: Backend>(
+    x: FloatTensor<B>,
+    matrix: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let s = matrix.shape();
+    B::float_matmul(B::float_reshape(matrix, Shape::new([1, s[0], s[1]])), x)
+}
+
+/// `∂/∂matrix` of [`HostKernels::vheat_mix_along`]: `Σ_b g[b] · x[b]ᵀ`.
+fn mix_along_matrix_grad<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+    let per_item = B::float_matmul(grad, B::float_transpose(x));
+    let s = per_item.shape();
+    B::float_reshape(B::float_sum_dim(per_item, 0), Shape::new([s[1], s[2]]))
+}
+
+/// `x` as `[M, K]` and the weight as `[K, N]`.
+fn linear_operands<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    out_in: bool,
+) -> (FloatTensor<B>, FloatTensor<B>, Shape) {
+    let shape = x.shape();
+    let k = shape[shape.num_dims() - 1];
+    let m = shape.num_elements() / k.max(1);
+    let x2 = B::float_reshape(x, Shape::new([m, k]));
+    let w = if out_in {
+        B::float_transpose(weight)
+    } else {
+        weight
+    };
+    (x2, w, shape)
+}
+
+/// The projection in Burn's operators.
+pub(super) fn linear_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    out_in: bool,
+) -> FloatTensor<B> {
+    let (x2, w, shape) = linear_operands::<B>(x, weight, out_in);
+    let n = w.shape()[1];
+    let y = B::float_add(
+        B::float_matmul(x2, w),
+        B::float_reshape(bias, Shape::new([1, n])),
+    );
+    let mut dims = shape.to_vec();
+    *dims.last_mut().expect("rank ≥ 1") = n;
+    B::float_reshape(y, Shape::from(dims))
+}
+
+/// Its backward pass in Burn's operators: `dx = g·Wᵀ`, `dW = xᵀ·g`, `db = Σ_rows g`.
+pub(super) fn linear_backward_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    out_in: bool,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let (x2, w, shape) = linear_operands::<B>(x, weight, out_in);
+    let n = w.shape()[1];
+    let m = x2.shape()[0];
+    let g2 = B::float_reshape(grad, Shape::new([m, n]));
+    let dx = B::float_reshape(B::float_matmul(g2.clone(), B::float_transpose(w)), shape);
+    let dw = B::float_matmul(B::float_transpose(x2), g2.clone());
+    let dw = if out_in { B::float_transpose(dw) } else { dw };
+    let db = B::float_reshape(B::float_sum_dim(g2, 0), Shape::new([n]));
+    (dx, dw, db)
 }
 
 /// The SiLU gate's backward pass in Burn's operators.
@@ -291,6 +391,98 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
                 prep.finish((x, gamma, epsilon), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::vheat_layer_norm(x, gamma, beta, epsilon)),
+        }
+    }
+
+    fn vheat_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        out_in: bool,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LinearBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 3> for LinearBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>, bool);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [node_x, node_weight, node_bias] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, weight, out_in) = ops.state;
+                let (dx, dw, db) = B::vheat_linear_backward(x, weight, grad, out_in);
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_weight {
+                    grads.register::<B>(node.id, dw);
+                }
+                if let Some(node) = node_bias {
+                    grads.register::<B>(node.id, db);
+                }
+            }
+        }
+
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let (x, weight, bias) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        );
+        match LinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::vheat_linear(x.clone(), weight.clone(), bias, out_in);
+                prep.finish((x, weight, out_in), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_linear(x, weight, bias, out_in)),
+        }
+    }
+
+    fn vheat_mix_along(x: FloatTensor<Self>, matrix: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct MixBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 2> for MixBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [node_x, node_matrix] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, matrix) = ops.state;
+                if let Some(node) = node_matrix {
+                    grads.register::<B>(node.id, mix_along_matrix_grad::<B>(x, grad.clone()));
+                }
+                if let Some(node) = node_x {
+                    // The transpose applied along the same axis (for the orthonormal DCTs,
+                    // the inverse transform).
+                    let dx = B::vheat_mix_along(grad, B::float_transpose(matrix));
+                    grads.register::<B>(node.id, dx);
+                }
+            }
+        }
+
+        let nodes = [x.node(), matrix.node()];
+        let (x, matrix) = (x.into_primitive(), matrix.into_primitive());
+        match MixBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::vheat_mix_along(x.clone(), matrix.clone());
+                prep.finish((x, matrix), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_mix_along(x, matrix)),
         }
     }
 

@@ -80,6 +80,13 @@ pub fn force_portable(on: bool) {
     FORCE_PORTABLE.store(on, Ordering::Relaxed);
 }
 
+/// Serialises the unit tests that flip [`force_portable`].
+#[cfg(test)]
+pub(crate) fn tests_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Defines `fn $name(args) -> ret` that runs `$body(args)` compiled for [`active`]'s family.
 /// `$body` must be `#[inline(always)]` so that it is compiled inside each variant.
 macro_rules! isa_dispatch {

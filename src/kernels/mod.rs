@@ -12,7 +12,11 @@
 //!   1e-7 in exact arithmetic, 3.4e-7 measured in float32, against libm's 1 ulp);
 //! - [`silu_gate`]: `a · z · σ(z)`, the heat operator's gate, in one pass;
 //! - [`layer_norm`]: LayerNorm over the last (channel) axis;
-//! - [`depthwise_conv3x3_nhwc`]: the heat operator's depthwise 3×3 on a channels-last map.
+//! - [`depthwise_conv3x3_nhwc`]: the heat operator's depthwise 3×3 on a channels-last map;
+//! - [`linear`] and [`linear_out_in`]: the projections `x·W + b` (the heat operator's
+//!   linears, the MLP's 1×1 convolutions), through a matrix product written for their short
+//!   inner dimension (see `gemm.rs`);
+//! - [`mix_along`]: a matrix applied along one axis, which is how the heat operator's DCTs run.
 //!
 //! Each is a Burn backend extension ([`HostKernels`]) with a handwritten backward pass, so on
 //! `Autodiff<Flex>` a training step records one graph node per call and its backward runs the
@@ -28,6 +32,7 @@ mod activation;
 mod depthwise;
 #[cfg(feature = "flex")]
 mod flex;
+mod gemm;
 mod grad;
 pub mod isa;
 mod layer_norm;
@@ -176,5 +181,68 @@ pub fn depthwise_conv3x3_nhwc(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
+    ))
+}
+
+/// `x · weight + bias` over the last axis (`[…, K]` → `[…, N]`) with `weight` `[K, N]`, as
+/// `burn::tensor::module::linear`; through the host product on the fast path (forward and
+/// backward), Burn's elsewhere.
+pub fn linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    projection(x, weight, bias, false)
+}
+
+/// As [`linear`] with the weight in PyTorch's `[N, K]` layout (a `Linear`'s or a 1×1
+/// convolution's `[out, in]`).
+pub fn linear_out_in<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    projection(x, weight, bias, true)
+}
+
+fn projection<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    out_in: bool,
+) -> Tensor<D> {
+    let [rows, cols] = weight.dims();
+    let (k, n) = if out_in { (cols, rows) } else { (rows, cols) };
+    let fast = on_host(&x)
+        && on_host(&weight)
+        && bias.as_ref().is_none_or(|b| on_host(b) && b.dims() == [n])
+        && x.dims()[D - 1] == k;
+    if !fast {
+        let weight = if out_in { weight.transpose() } else { weight };
+        return burn::tensor::module::linear(x, weight, bias);
+    }
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([n], &x.device()));
+    Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_linear(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        out_in,
+    ))
+}
+
+/// `y[b, i, j] = Σ_t matrix[i, t] · x[b, t, j]`: `matrix` (`[m, n]`) applied along the middle
+/// axis of `x` (`[before, n, after]` → `[before, m, after]`), as one broadcast batched
+/// `matmul`. On the host fast path (`n ≤ 256`) it reads `x` in place with the crate's matrix
+/// product, and its backward pass applies `matrixᵀ` the same way; elsewhere it is Burn's
+/// `matrix.unsqueeze().matmul(x)`.
+pub fn mix_along(x: Tensor<3>, matrix: Tensor<2>) -> Tensor<3> {
+    let [_, n, _] = x.dims();
+    if !(on_host(&x) && on_host(&matrix)) || matrix.dims()[1] != n {
+        let m: Tensor<3> = matrix.unsqueeze();
+        return m.matmul(x);
+    }
+    Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_mix_along(
+        x.into_dispatch(),
+        matrix.into_dispatch(),
     ))
 }

@@ -27,7 +27,7 @@ impl PointwiseConv {
     /// Applies the convolution to a channels-last map `[B, H, W, in]` → `[B, H, W, out]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [d_out, d_in, _, _] = self.weight.dims();
-        let w: Tensor<2> = self.weight.val().reshape([d_out, d_in]).transpose();
-        burn::tensor::module::linear(x, w, Some(self.bias.val()))
+        let w: Tensor<2> = self.weight.val().reshape([d_out, d_in]);
+        crate::kernels::linear_out_in(x, w, Some(self.bias.val()))
     }
 }

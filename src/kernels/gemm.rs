@@ -1,0 +1,431 @@
+//! Float32 matrix products `C = A·B (+ bias)` for the model's projections, on the host.
+//!
+//! Written here because the projections of vHeat have a short inner dimension (K = 96…768
+//! against M = B·H·W in the tens of thousands), where the `gemm` crate under Burn's flex
+//! backend reached 32–70 GFLOP/s on this project's 2-core AVX-512 machine and MKL (PyTorch)
+//! 80–150 on the same shapes, measured side by side. `B` (the weight) is packed once per call
+//! into panels of [`NR`] columns, `A` is read in place, and an 8 × 32 tile of `C` is kept in
+//! registers (sixteen 512-bit or, as four 4 × 16 tiles, eight 256-bit accumulators) while `K`
+//! streams through, in blocks of [`KC`] so that the panel stays in the first-level caches.
+//! Rows are split over the rayon pool. The AVX-512 and AVX2 kernels use fused multiply-adds;
+//! the portable one is plain loops.
+
+use rayon::prelude::*;
+
+use super::isa::{active, Isa};
+
+/// Columns per packed panel (two 512-bit vectors).
+pub(crate) const NR: usize = 32;
+/// Rows per register tile.
+const MR: usize = 8;
+/// Inner-dimension block.
+const KC: usize = 256;
+/// Bytes of packed `B` visited per row block: panels are grouped to stay near this size.
+const PANEL_GROUP_BYTES: usize = 256 * 1024;
+
+/// `B` (`k × n`) packed as `⌈n/NR⌉` panels of `k × NR` values, zero-padded on the right.
+pub(crate) struct PackedB {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs the `k × n` matrix whose entry `(kk, j)` is `at(kk, j)`.
+    pub(crate) fn new(k: usize, n: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0.0f32; panels * k * NR];
+        data.par_chunks_mut((k * NR).max(1))
+            .enumerate()
+            .for_each(|(p, panel)| {
+                for kk in 0..k {
+                    for jj in 0..NR {
+                        let j = p * NR + jj;
+                        if j < n {
+                            panel[kk * NR + jj] = at(kk, j);
+                        }
+                    }
+                }
+            });
+        Self { k, n, data }
+    }
+
+    /// `B` given row-major (`b[kk·n + j]`).
+    pub(crate) fn from_row_major(b: &[f32], k: usize, n: usize) -> Self {
+        Self::new(k, n, |kk, j| b[kk * n + j])
+    }
+
+    /// `B = Wᵀ` for a row-major `w` of shape `n × k` (`B(kk, j) = w[j·k + kk]`).
+    pub(crate) fn from_transposed(w: &[f32], k: usize, n: usize) -> Self {
+        Self::new(k, n, |kk, j| w[j * k + kk])
+    }
+
+    fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+
+    /// Rows `kc0..kc0+kc` of panel `p`.
+    fn panel(&self, p: usize, kc0: usize) -> &[f32] {
+        &self.data[(p * self.k + kc0) * NR..]
+    }
+}
+
+/// `out = A·B + bias` with `A` row-major `m × k`, `out` row-major `m × n` (every element is
+/// written).
+pub(crate) fn gemm(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, out: &mut [f32]) {
+    let (k, n) = (b.k, b.n);
+    assert!(a.len() >= m * k && out.len() >= m * n, "gemm operand sizes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in out.chunks_exact_mut(n) {
+            match bias {
+                Some(bias) => row.copy_from_slice(bias),
+                None => row.fill(0.0),
+            }
+        }
+        return;
+    }
+    let isa = active();
+    let threads = rayon::current_num_threads().max(1);
+    // About four tasks per thread, each a multiple of MR rows.
+    let rows_per_task = m.div_ceil(threads * 4).div_ceil(MR).max(1) * MR;
+    out[..m * n]
+        .par_chunks_mut(rows_per_task * n)
+        .enumerate()
+        .for_each(|(t, out)| {
+            let row0 = t * rows_per_task;
+            let rows = out.len() / n;
+            gemm_rows(isa, &a[row0 * k..(row0 + rows) * k], rows, b, bias, out);
+        });
+}
+
+/// A raw pointer that tasks writing disjoint parts of one buffer can share.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes a part of the buffer no other task touches (see `mix_along`).
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The longest axis [`mix_along`] handles (one inner-dimension block, no `KC` splitting).
+pub(crate) const MIX_MAX_AXIS: usize = KC;
+
+/// `y[b, i, j] = Σ_t a[i, t] · x[b, t, j]` for `x` `[before, n, after]` and `a` `[m, n]`
+/// (a matrix applied along the middle axis, as the DCTs and resampling do), without copying
+/// `x`: each 32-column strip of `x[b]` is read in place as the product's right operand.
+/// Needs `n ≤ MIX_MAX_AXIS`.
+pub(crate) fn mix_along(
+    x: &[f32],
+    [before, n, after]: [usize; 3],
+    a: &[f32],
+    m: usize,
+) -> Vec<f32> {
+    assert!(n <= MIX_MAX_AXIS && x.len() >= before * n * after && a.len() >= m * n);
+    let mut out = vec![0.0f32; before * m * after];
+    if before == 0 || m == 0 || after == 0 {
+        return out;
+    }
+    let isa = active();
+    // The matrix with zero rows below, a whole number of MR-row tiles.
+    let m_pad = m.div_ceil(MR) * MR;
+    let mut a_pad = vec![0.0f32; m_pad * n.max(1)];
+    for i in 0..m {
+        a_pad[i * n..(i + 1) * n].copy_from_slice(&a[i * n..(i + 1) * n]);
+    }
+    let panels = after.div_ceil(NR);
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = (before * panels).div_ceil(threads * 8).clamp(1, panels);
+    let chunks = panels.div_ceil(per_task);
+    let shared = SharedOut(out.as_mut_ptr());
+    (0..before * chunks).into_par_iter().for_each(|task| {
+        let (b, chunk) = (task / chunks, task % chunks);
+        let xb = &x[b * n * after..(b + 1) * n * after];
+        let mut tile = [0.0f32; MR * NR];
+        let mut strip = Vec::new();
+        for p in chunk * per_task..((chunk + 1) * per_task).min(panels) {
+            let j0 = p * NR;
+            let cols = NR.min(after - j0);
+            let (panel, ldb): (&[f32], usize) = if cols == NR {
+                (&xb[j0..], after)
+            } else {
+                strip.clear();
+                strip.resize(n * NR, 0.0);
+                for t in 0..n {
+                    strip[t * NR..t * NR + cols]
+                        .copy_from_slice(&xb[t * after + j0..t * after + j0 + cols]);
+                }
+                (&strip[..], NR)
+            };
+            for r0 in (0..m_pad).step_by(MR) {
+                tile_product(isa, &a_pad[r0 * n..], n, panel, ldb, n, &mut tile);
+                for r in 0..MR.min(m - r0) {
+                    let at = b * m * after + (r0 + r) * after + j0;
+                    // SAFETY: `at..at + cols` is row r0 + r, columns j0.., of item b: inside
+                    // `out`, and written by this task alone (tasks own distinct (b, panel)s).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            tile.as_ptr().add(r * NR),
+                            shared.ptr().add(at),
+                            cols,
+                        );
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// One task's rows.
+fn gemm_rows(isa: Isa, a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, out: &mut [f32]) {
+    let (k, n) = (b.k, b.n);
+    let panels = b.panels();
+    let mut tile = [0.0f32; MR * NR];
+    let mut pad = vec![0.0f32; MR * KC.min(k)];
+    for kc0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - kc0);
+        let group = (PANEL_GROUP_BYTES / (kc * NR * 4)).max(1);
+        for p0 in (0..panels).step_by(group) {
+            for r0 in (0..m).step_by(MR) {
+                let rows = MR.min(m - r0);
+                // The A block: in place when whole, else copied with zero rows below.
+                let (a_block, lda) = if rows == MR {
+                    (&a[r0 * k + kc0..], k)
+                } else {
+                    pad.fill(0.0);
+                    for r in 0..rows {
+                        pad[r * kc..(r + 1) * kc]
+                            .copy_from_slice(&a[(r0 + r) * k + kc0..(r0 + r) * k + kc0 + kc]);
+                    }
+                    (&pad[..], kc)
+                };
+                for p in p0..(p0 + group).min(panels) {
+                    tile_product(isa, a_block, lda, b.panel(p, kc0), NR, kc, &mut tile);
+                    let cols = NR.min(n - p * NR);
+                    for r in 0..rows {
+                        let dst = &mut out[(r0 + r) * n + p * NR..(r0 + r) * n + p * NR + cols];
+                        let src = &tile[r * NR..r * NR + cols];
+                        if kc0 == 0 {
+                            match bias {
+                                Some(bias) => {
+                                    for ((d, &s), &c) in
+                                        dst.iter_mut().zip(src).zip(&bias[p * NR..p * NR + cols])
+                                    {
+                                        *d = s + c;
+                                    }
+                                }
+                                None => dst.copy_from_slice(src),
+                            }
+                        } else {
+                            for (d, &s) in dst.iter_mut().zip(src) {
+                                *d += s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `tile[r][j] = Σ_kk a[r·lda + kk] · panel[kk·ldb + j]` for `r < MR`, `j < NR`, `kk < kc`.
+fn tile_product(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    panel: &[f32],
+    ldb: usize,
+    kc: usize,
+    tile: &mut [f32; MR * NR],
+) {
+    assert!(a.len() >= (MR - 1) * lda + kc && ldb >= NR);
+    assert!(kc == 0 || panel.len() >= (kc - 1) * ldb + NR);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `active` reported AVX-512F; the bounds were asserted above.
+        Isa::Avx512 => unsafe { tile_avx512(a.as_ptr(), lda, panel.as_ptr(), ldb, kc, tile) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `active` reported AVX2 and FMA; the bounds were asserted above.
+        Isa::Avx2 => unsafe {
+            for (r, half) in [(0, 0), (0, 16), (4, 0), (4, 16)] {
+                tile_avx2(
+                    a.as_ptr().add(r * lda),
+                    lda,
+                    panel.as_ptr().add(half),
+                    ldb,
+                    kc,
+                    tile.as_mut_ptr().add(r * NR + half),
+                );
+            }
+        },
+        _ => tile_portable(a, lda, panel, ldb, kc, tile),
+    }
+}
+
+fn tile_portable(
+    a: &[f32],
+    lda: usize,
+    panel: &[f32],
+    ldb: usize,
+    kc: usize,
+    tile: &mut [f32; MR * NR],
+) {
+    tile.fill(0.0);
+    for kk in 0..kc {
+        let b = &panel[kk * ldb..kk * ldb + NR];
+        for r in 0..MR {
+            let av = a[r * lda + kk];
+            for (t, &bv) in tile[r * NR..(r + 1) * NR].iter_mut().zip(b) {
+                *t += av * bv;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    kc: usize,
+    tile: &mut [f32; MR * NR],
+) {
+    use std::arch::x86_64::*;
+    let mut c = [_mm512_setzero_ps(); 2 * MR];
+    for kk in 0..kc {
+        let b0 = _mm512_loadu_ps(b.add(kk * ldb));
+        let b1 = _mm512_loadu_ps(b.add(kk * ldb + 16));
+        for r in 0..MR {
+            let av = _mm512_set1_ps(*a.add(r * lda + kk));
+            c[2 * r] = _mm512_fmadd_ps(av, b0, c[2 * r]);
+            c[2 * r + 1] = _mm512_fmadd_ps(av, b1, c[2 * r + 1]);
+        }
+    }
+    let t = tile.as_mut_ptr();
+    for r in 0..MR {
+        _mm512_storeu_ps(t.add(r * NR), c[2 * r]);
+        _mm512_storeu_ps(t.add(r * NR + 16), c[2 * r + 1]);
+    }
+}
+
+/// A 4 × 16 tile (rows `a`, `a + lda`, …; columns `b[0..16]` of each `ldb`-strided row) into `tile`
+/// (row stride [`NR`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    kc: usize,
+    tile: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let mut c = [_mm256_setzero_ps(); 8];
+    for kk in 0..kc {
+        let b0 = _mm256_loadu_ps(b.add(kk * ldb));
+        let b1 = _mm256_loadu_ps(b.add(kk * ldb + 8));
+        for r in 0..4 {
+            let av = _mm256_set1_ps(*a.add(r * lda + kk));
+            c[2 * r] = _mm256_fmadd_ps(av, b0, c[2 * r]);
+            c[2 * r + 1] = _mm256_fmadd_ps(av, b1, c[2 * r + 1]);
+        }
+    }
+    for r in 0..4 {
+        _mm256_storeu_ps(tile.add(r * NR), c[2 * r]);
+        _mm256_storeu_ps(tile.add(r * NR + 8), c[2 * r + 1]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `A·B + bias` in float64, straight from the definition.
+    fn reference(a: &[f32], b: &[f32], bias: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut c = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = bias[j] as f64;
+                for kk in 0..k {
+                    s += a[i * k + kk] as f64 * b[kk * n + j] as f64;
+                }
+                c[i * n + j] = s;
+            }
+        }
+        c
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A small linear congruential sequence in [−1, 1): deterministic, no dependency.
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_float64_on_every_path_and_edge_shape() {
+        let _one = crate::kernels::isa::tests_lock();
+        for portable in [false, true] {
+            crate::kernels::isa::force_portable(portable);
+            for &(m, k, n) in &[
+                (1, 1, 1),
+                (7, 3, 5),
+                (8, 32, 32),
+                (9, 96, 33),
+                (37, 300, 70),
+                (130, 600, 97),
+                (64, 0, 5),
+            ] {
+                let a = values(m * k, 1);
+                let b = values(k * n, 2);
+                let bias = values(n, 3);
+                let want = reference(&a, &b, &bias, m, k, n);
+                let mut out = vec![f32::NAN; m * n];
+                gemm(
+                    &a,
+                    m,
+                    &PackedB::from_row_major(&b, k, n),
+                    Some(&bias),
+                    &mut out,
+                );
+                // Sums of k products of values below 1: float32 accumulation error below
+                // k · 2⁻²⁴ · (sum of |terms|) ≤ 6e-8 · k², and in practice ~√k times less.
+                let tol = 1e-6 * (1.0 + k as f64);
+                for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g as f64 - w).abs() <= tol,
+                        "{m}x{k}x{n} [{i}]: {g} vs {w} (portable: {portable})"
+                    );
+                }
+                // The transposed packing gives the same product.
+                let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+                let mut out_t = vec![f32::NAN; m * n];
+                gemm(
+                    &a,
+                    m,
+                    &PackedB::from_transposed(&bt, k, n),
+                    Some(&bias),
+                    &mut out_t,
+                );
+                assert_eq!(out, out_t);
+            }
+        }
+        crate::kernels::isa::force_portable(false);
+    }
+}
