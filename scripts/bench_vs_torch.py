@@ -19,6 +19,7 @@ Not part of CI. Needs a venv with torch (and optionally onnx + onnxruntime):
     cargo build --release --bin vheat
     /path/to/venv/bin/python scripts/bench_vs_torch.py                 # every point, 3 rounds
     /path/to/venv/bin/python scripts/bench_vs_torch.py --points t224b8 job32b64 --rounds 5
+    /path/to/venv/bin/python scripts/bench_vs_torch.py --burn-ops    # + vheat without its kernels
     /path/to/venv/bin/python scripts/bench_vs_torch.py --list
 """
 import argparse
@@ -158,7 +159,7 @@ def time_onnx(session, x, batch, warmup, iters):
     return batch / (sum(times) / len(times))
 
 
-def time_vheat(binary, config, side, batch, step, warmup, iters, threads):
+def time_vheat(binary, config, side, batch, step, warmup, iters, threads, kernels=True):
     cmd = [str(binary), "bench", "--config", config, "--size", str(side), "--batch", str(batch),
            "--warmup", str(warmup), "--iters", str(iters), "--json"]
     if step == "train":
@@ -166,6 +167,8 @@ def time_vheat(binary, config, side, batch, step, warmup, iters, threads):
     else:
         cmd += ["--form", "trainable"]  # the ordinary form, as `forward` runs it
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    if not kernels:
+        env["VHEAT_HOST_KERNELS"] = "off"  # Burn's operators only: the crate without its kernels
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     line = [l for l in out.splitlines() if l.startswith("{")][-1]
     return json.loads(line)["images_per_s"]
@@ -178,6 +181,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--binary", default=str(ROOT / "target/release/vheat"))
     ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--burn-ops", action="store_true",
+                    help="also time vheat with VHEAT_HOST_KERNELS=off (Burn's operators only)")
     ap.add_argument("--json-out", help="also write the results here")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
@@ -198,17 +203,22 @@ def main():
         onnx = None
         if with_onnx and not args.no_onnx and step == "forward":
             onnx = onnx_session(model, side, batch, args.threads)
-        runs = {"vheat": [], "torch": [], "onnx": []}
+        runs = {"vheat": [], "torch": [], "onnx": [], "burn-ops": []}
         for r in range(args.rounds):
-            order = ["vheat", "torch", "onnx"] if r % 2 == 0 else ["onnx", "torch", "vheat"]
+            order = ["vheat", "torch", "onnx", "burn-ops"]
+            if r % 2 == 1:
+                order.reverse()
             for side_name in order:
                 if side_name == "vheat":
                     runs["vheat"].append(time_vheat(args.binary, config, side, batch, step, warmup, iters,
                                                     args.threads))
                 elif side_name == "torch":
                     runs["torch"].append(time_torch(model, config, side, batch, step, warmup, iters))
-                elif onnx is not None:
+                elif side_name == "onnx" and onnx is not None:
                     runs["onnx"].append(time_onnx(onnx[0], onnx[1], batch, warmup, iters))
+                elif side_name == "burn-ops" and args.burn_ops:
+                    runs["burn-ops"].append(time_vheat(args.binary, config, side, batch, step, warmup, iters,
+                                                       args.threads, kernels=False))
         mean = {k: sum(v) / len(v) for k, v in runs.items() if v}
         row = dict(point=pid, config=config, side=side, batch=batch, step=step, runs=runs, mean=mean,
                    ratio_vs_torch=mean["vheat"] / mean["torch"])
@@ -220,6 +230,9 @@ def main():
                 f"torch {fmt(runs['torch'])}  |  ratio {row['ratio_vs_torch']:.2f}")
         if "onnx" in mean:
             line += f"  |  onnx {fmt(runs['onnx'])}  vheat/onnx {row['ratio_vs_onnx']:.2f}"
+        if "burn-ops" in mean:
+            row["ratio_burn_ops_vs_torch"] = mean["burn-ops"] / mean["torch"]
+            line += f"  |  kernels off {fmt(runs['burn-ops'])}  ratio {row['ratio_burn_ops_vs_torch']:.2f}"
         print(line, flush=True)
     if args.json_out:
         pathlib.Path(args.json_out).write_text(json.dumps(dict(isa=isa(), cpu=cpu_name(), results=results), indent=1))

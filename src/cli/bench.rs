@@ -231,7 +231,7 @@ pub fn main_job_config(size: usize) -> VHeatConfig {
 
 fn print_json(args: &BenchArgs, label: &str, t: &Timing) {
     println!(
-        "{{\"config\":\"{}\",\"step\":\"{:?}\",\"form\":\"{label}\",\"batch\":{},\"height\":{},\"width\":{},\"mean_s\":{:.6},\"min_s\":{:.6},\"max_s\":{:.6},\"images_per_s\":{:.4},\"peak_rss_mib\":{:.1}}}",
+        "{{\"config\":\"{}\",\"step\":\"{:?}\",\"form\":\"{label}\",\"batch\":{},\"height\":{},\"width\":{},\"mean_s\":{:.6},\"min_s\":{:.6},\"max_s\":{:.6},\"images_per_s\":{:.4},\"peak_rss_mib\":{:.1},\"kernel_isa\":\"{}\",\"host_kernels\":{}}}",
         args.config.replace(['"', '\\'], "_"),
         args.step,
         args.batch,
@@ -242,6 +242,8 @@ fn print_json(args: &BenchArgs, label: &str, t: &Timing) {
         t.max_s,
         t.images_per_s,
         peak_rss_mib().unwrap_or(-1.0),
+        crate::kernels::isa::active(),
+        crate::kernels::enabled(),
     );
 }
 
@@ -282,7 +284,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let model = config.try_init(&device)?;
     if !args.json {
         println!(
-            "{} | {} params | input {}x{}x{}x{} {:?} | backend {} ({:?}) | {} threads",
+            "{} | {} params | input {}x{}x{}x{} {:?} | backend {} ({:?}) | {} threads | host kernels {}",
             args.config,
             model.num_params(),
             args.batch,
@@ -293,6 +295,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args.backend.backend,
             device,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
+            kernel_state(),
         );
     }
     let x = Tensor::<4>::random(
@@ -316,6 +319,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
         report(&args, "inference", &t, &device);
     }
     Ok(())
+}
+
+/// `AVX-512` / `AVX2` / `portable`, or `off` (`VHEAT_HOST_KERNELS=off`).
+fn kernel_state() -> String {
+    if crate::kernels::enabled() {
+        crate::kernels::isa::active().to_string()
+    } else {
+        "off".into()
+    }
 }
 
 fn report(args: &BenchArgs, label: &str, t: &Timing, device: &Device) {
@@ -342,7 +354,7 @@ fn run_train_step(
     let model = config.try_init(&train_device)?;
     if !args.json {
         println!(
-            "{} | {} params | training step, batch {}x{}x{}x{} | backend {} | {} threads",
+            "{} | {} params | training step, batch {}x{}x{}x{} | backend {} | {} threads | host kernels {}",
             args.config,
             model.num_params(),
             args.batch,
@@ -351,6 +363,7 @@ fn run_train_step(
             width,
             args.backend.backend,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
+            kernel_state(),
         );
     }
     let images = Tensor::<4>::random(

@@ -3,6 +3,7 @@
 //! formulas in Burn's operators (`super::grad`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
@@ -21,6 +22,7 @@ use super::grad::{
     HostKernels,
 };
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
+use super::packed_cache::{packed, Orientation};
 use super::CHUNK;
 
 /// Inner dimensions above this go to Burn's product: at K = 3072 (vHeat-T's last MLP
@@ -74,21 +76,25 @@ fn taps_of(weight: &FlexTensor) -> Vec<f32> {
     taps
 }
 
-/// `(M, K, N, B)` of a projection: `x` as `M × K`, the weight packed as `B` (`K × N`).
+/// `(M, K, N, B)` of a projection: `x` as `M × K`, the weight packed as `B` (`K × N`), from
+/// the cache of packed weights when this weight buffer was packed before.
 fn linear_shape(
     x: &FlexTensor,
     weight: &FlexTensor,
     out_in: bool,
-) -> (usize, usize, usize, PackedB) {
+) -> (usize, usize, usize, Arc<PackedB>) {
     let shape = x.shape();
     let k = shape[shape.num_dims() - 1];
     let m = shape.num_elements() / k.max(1);
-    let w = values(weight);
     let ws = weight.shape();
     let (n, packed) = if out_in {
-        (ws[0], PackedB::from_transposed(&w, k, ws[0]))
+        let n = ws[0];
+        let pack = || PackedB::from_transposed(&values(weight), k, n);
+        (n, packed(weight, Orientation::Transposed, pack))
     } else {
-        (ws[1], PackedB::from_row_major(&w, k, ws[1]))
+        let n = ws[1];
+        let pack = || PackedB::from_row_major(&values(weight), k, n);
+        (n, packed(weight, Orientation::AsIs, pack))
     };
     (m, k, n, packed)
 }
@@ -232,12 +238,15 @@ impl HostKernels for Flex {
         if n > LONG_INNER {
             return linear_backward_reference::<Self>(x, weight, grad, out_in);
         }
-        let w = values(&weight);
         // dx = g · Wᵀ, with Wᵀ (n × k) packed from the weight as it is stored.
         let wt = if out_in {
-            PackedB::from_row_major(&w, n, k)
+            packed(&weight, Orientation::AsIs, || {
+                PackedB::from_row_major(&values(&weight), n, k)
+            })
         } else {
-            PackedB::from_transposed(&w, n, k)
+            packed(&weight, Orientation::Transposed, || {
+                PackedB::from_transposed(&values(&weight), n, k)
+            })
         };
         let g = values(&grad);
         let mut dx = vec![0.0f32; m * k];

@@ -31,33 +31,38 @@ pub(crate) struct PackedB {
 }
 
 impl PackedB {
-    /// Packs the `k × n` matrix whose entry `(kk, j)` is `at(kk, j)`.
-    pub(crate) fn new(k: usize, n: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
+    /// `B` given row-major (`b[kk·n + j]`): each panel row is one contiguous copy.
+    pub(crate) fn from_row_major(b: &[f32], k: usize, n: usize) -> Self {
         let panels = n.div_ceil(NR);
         let mut data = vec![0.0f32; panels * k * NR];
         data.par_chunks_mut((k * NR).max(1))
             .enumerate()
             .for_each(|(p, panel)| {
+                let (j0, cols) = (p * NR, NR.min(n - p * NR));
                 for kk in 0..k {
-                    for jj in 0..NR {
-                        let j = p * NR + jj;
-                        if j < n {
-                            panel[kk * NR + jj] = at(kk, j);
-                        }
-                    }
+                    panel[kk * NR..kk * NR + cols]
+                        .copy_from_slice(&b[kk * n + j0..kk * n + j0 + cols]);
                 }
             });
         Self { k, n, data }
     }
 
-    /// `B` given row-major (`b[kk·n + j]`).
-    pub(crate) fn from_row_major(b: &[f32], k: usize, n: usize) -> Self {
-        Self::new(k, n, |kk, j| b[kk * n + j])
-    }
-
-    /// `B = Wᵀ` for a row-major `w` of shape `n × k` (`B(kk, j) = w[j·k + kk]`).
+    /// `B = Wᵀ` for a row-major `w` of shape `n × k` (`B(kk, j) = w[j·k + kk]`): each row of
+    /// `w` is read in order and scattered down one column of its panel.
     pub(crate) fn from_transposed(w: &[f32], k: usize, n: usize) -> Self {
-        Self::new(k, n, |kk, j| w[j * k + kk])
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0.0f32; panels * k * NR];
+        data.par_chunks_mut((k * NR).max(1))
+            .enumerate()
+            .for_each(|(p, panel)| {
+                for jj in 0..NR.min(n - p * NR) {
+                    let row = &w[(p * NR + jj) * k..(p * NR + jj + 1) * k];
+                    for (kk, &v) in row.iter().enumerate() {
+                        panel[kk * NR + jj] = v;
+                    }
+                }
+            });
+        Self { k, n, data }
     }
 
     fn panels(&self) -> usize {

@@ -37,6 +37,8 @@ mod grad;
 pub mod isa;
 mod layer_norm;
 mod math;
+#[cfg(feature = "flex")]
+mod packed_cache;
 
 pub use grad::HostKernels;
 
