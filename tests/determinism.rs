@@ -70,3 +70,48 @@ fn same_seed_gives_the_same_training_step(d) {
     assert_ne!(before_a, after_a, "the step changed the model");
 }
 }
+
+/// Gradients are reproducible bit for bit on maps large enough that the host kernels split
+/// their reductions (LayerNorm's γ/β and the depthwise taps' gradients) over several parallel
+/// blocks: the partial sums are added in a fixed order, whatever the thread scheduling.
+#[test]
+fn large_maps_give_bitwise_identical_gradients() {
+    let ad = common::cpu().autodiff();
+    let config = VHeatConfig::new(vec![1, 1], vec![8, 16])
+        .with_num_classes(3)
+        .with_img_size(96)
+        .with_drop_path_rate(0.0);
+    let model = config.init_seeded(&ad, 3).unwrap();
+    let pixels: Vec<f32> = (0..4 * 3 * 96 * 96)
+        .map(|i| ((i * 53 % 211) as f32) / 100.0 - 1.0)
+        .collect();
+    let grads_of = || {
+        let x = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [4, 3, 96, 96]), &ad);
+        let grads = model.forward(x).powf_scalar(2.0).sum().backward();
+        let block = &model.layers[0].blocks[0];
+        let mut all = values(block.norm1.gamma.val().grad(&grads).expect("γ gradient"));
+        all.extend(values(
+            block
+                .op
+                .dwconv
+                .weight
+                .val()
+                .grad(&grads)
+                .expect("tap gradient"),
+        ));
+        all.extend(values(
+            block
+                .op
+                .linear
+                .weight
+                .val()
+                .grad(&grads)
+                .expect("weight gradient"),
+        ));
+        all
+    };
+    let first = grads_of();
+    for _ in 0..4 {
+        assert_eq!(grads_of(), first, "the same step gave other gradients");
+    }
+}

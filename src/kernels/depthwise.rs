@@ -5,7 +5,7 @@
 //! `x` zero outside the map, with the taps `t` as `[9][C]` rows (PyTorch's `[C, 1, 3, 3]`
 //! weight transposed) so that each tap is contiguous over channels. The input gradient is the
 //! same convolution of the output gradient with the taps flipped; the tap and bias gradients
-//! are sums over every position, accumulated per thread and added up at the end.
+//! are sums over every position, accumulated per fixed group of rows and added up in order.
 
 use rayon::prelude::*;
 
@@ -144,27 +144,29 @@ pub(crate) fn dwconv3x3_backward(
     if row_len == 0 {
         return (dx, vec![0.0; 9 * c], zeros);
     }
-    let acc = grad
-        .par_chunks(row_len)
+    // Partial sums over fixed groups of rows, added up in group order (independent of rayon's
+    // scheduling, so seeded training is reproducible).
+    let rows_per_group = (super::CHUNK / row_len).max(1);
+    let partials: Vec<Vec<f32>> = grad
+        .par_chunks(rows_per_group * row_len)
         .enumerate()
-        .fold(
-            || vec![0.0f32; 10 * c],
-            |mut acc, (row, g)| {
+        .map(|(group, g)| {
+            let mut acc = vec![0.0f32; 10 * c];
+            for (r, g_row) in g.chunks(row_len).enumerate() {
+                let row = group * rows_per_group + r;
                 let (n, i) = (row / h, row % h);
                 let plane = &input[n * h * row_len..(n + 1) * h * row_len];
-                weight_grad_row(plane, g, i, h, w, &mut acc);
-                acc
-            },
-        )
-        .reduce(
-            || vec![0.0f32; 10 * c],
-            |mut a, b| {
-                for (a, b) in a.iter_mut().zip(&b) {
-                    *a += b;
-                }
-                a
-            },
-        );
+                weight_grad_row(plane, g_row, i, h, w, &mut acc);
+            }
+            acc
+        })
+        .collect();
+    let mut acc = vec![0.0f32; 10 * c];
+    for partial in &partials {
+        for (a, p) in acc.iter_mut().zip(partial) {
+            *a += p;
+        }
+    }
     let (dtaps, dbias) = acc.split_at(9 * c);
     (dx, dtaps.to_vec(), dbias.to_vec())
 }

@@ -156,25 +156,23 @@ pub(crate) fn layer_norm_backward(
     let c = gamma.len();
     let mut dx = vec![0.0f32; x.len()];
     let block = rows_per_task(c) * c;
-    let sums = dx
+    // One partial (dγ, dβ) per block of rows, added up in block order: the result does not
+    // depend on how rayon schedules the blocks, so seeded training is reproducible.
+    let partials: Vec<Vec<f32>> = dx
         .par_chunks_mut(block)
         .zip(x.par_chunks(block).zip(grad.par_chunks(block)))
-        .fold(
-            || vec![0.0f32; 2 * c],
-            |mut acc, (d, (x, g))| {
-                backward_block(x, gamma, g, eps, d, &mut acc);
-                acc
-            },
-        )
-        .reduce(
-            || vec![0.0f32; 2 * c],
-            |mut a, b| {
-                for (a, b) in a.iter_mut().zip(&b) {
-                    *a += b;
-                }
-                a
-            },
-        );
+        .map(|(d, (x, g))| {
+            let mut acc = vec![0.0f32; 2 * c];
+            backward_block(x, gamma, g, eps, d, &mut acc);
+            acc
+        })
+        .collect();
+    let mut sums = vec![0.0f32; 2 * c];
+    for partial in &partials {
+        for (s, p) in sums.iter_mut().zip(partial) {
+            *s += p;
+        }
+    }
     let (dgamma, dbeta) = sums.split_at(c);
     (dx, dgamma.to_vec(), dbeta.to_vec())
 }
