@@ -17,6 +17,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, TensorMetadata};
 use burn::tensor::ops::ConvOptions;
@@ -119,6 +120,19 @@ pub trait HostKernels: Backend {
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         dwconv3x3_backward_reference::<Self>(x, weight, grad)
+    }
+}
+
+/// Registers `values[i]` as the gradient of parent `i`, for the parents that need one.
+fn register<B: Backend, const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    values: [FloatTensor<B>; N],
+) {
+    for (parent, value) in parents.into_iter().zip(values) {
+        if let Some(id) = parent {
+            grads.register::<B>(id, value);
+        }
     }
 }
 
@@ -288,10 +302,10 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let [parent] = ops.parents;
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
                 let grad = grads.consume::<B>(&ops.node);
-                if let Some(parent) = parent {
-                    grads.register::<B>(parent.id, B::vheat_gelu_backward(ops.state, grad));
+                if ids[0].is_some() {
+                    register::<B, 1>(grads, ids, [B::vheat_gelu_backward(ops.state, grad)]);
                 }
             }
         }
@@ -317,16 +331,11 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let [node_a, node_z] = ops.parents;
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
                 let grad = grads.consume::<B>(&ops.node);
                 let (a, z) = ops.state;
                 let (da, dz) = B::vheat_silu_gate_backward(a, z, grad);
-                if let Some(node) = node_a {
-                    grads.register::<B>(node.id, da);
-                }
-                if let Some(node) = node_z {
-                    grads.register::<B>(node.id, dz);
-                }
+                register::<B, 2>(grads, ids, [da, dz]);
             }
         }
 
@@ -359,19 +368,11 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let [node_x, node_gamma, node_beta] = ops.parents;
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
                 let grad = grads.consume::<B>(&ops.node);
                 let (x, gamma, epsilon) = ops.state;
                 let (dx, dgamma, dbeta) = B::vheat_layer_norm_backward(x, gamma, grad, epsilon);
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_gamma {
-                    grads.register::<B>(node.id, dgamma);
-                }
-                if let Some(node) = node_beta {
-                    grads.register::<B>(node.id, dbeta);
-                }
+                register::<B, 3>(grads, ids, [dx, dgamma, dbeta]);
             }
         }
 
@@ -412,19 +413,11 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let [node_x, node_weight, node_bias] = ops.parents;
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
                 let grad = grads.consume::<B>(&ops.node);
                 let (x, weight, out_in) = ops.state;
                 let (dx, dw, db) = B::vheat_linear_backward(x, weight, grad, out_in);
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_weight {
-                    grads.register::<B>(node.id, dw);
-                }
-                if let Some(node) = node_bias {
-                    grads.register::<B>(node.id, db);
-                }
+                register::<B, 3>(grads, ids, [dx, dw, db]);
             }
         }
 
@@ -503,19 +496,11 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let [node_x, node_weight, node_bias] = ops.parents;
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
                 let grad = grads.consume::<B>(&ops.node);
                 let (x, weight) = ops.state;
                 let (dx, dw, db) = B::vheat_dwconv3x3_backward(x, weight, grad);
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_weight {
-                    grads.register::<B>(node.id, dw);
-                }
-                if let Some(node) = node_bias {
-                    grads.register::<B>(node.id, db);
-                }
+                register::<B, 3>(grads, ids, [dx, dw, db]);
             }
         }
 
