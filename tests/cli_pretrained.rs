@@ -15,14 +15,15 @@ mod common;
 #[path = "support/pth.rs"]
 mod pth;
 
+#[path = "support/local_server.rs"]
+mod local_server;
+use local_server::LocalServer;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -56,53 +57,26 @@ impl Drop for TempDir {
 /// `body` (200, whole file, no ranges) and anything else with 404, and records every request
 /// line's path. It stops when dropped (or after 10 minutes); each connection is answered and
 /// closed.
-struct Server {
-    base: String,
-    seen: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+struct Server(LocalServer<String>);
 
 impl Server {
     fn start(body: Vec<u8>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, stop2) = (seen.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(600);
-            while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Some(path) = answer(stream, &body) {
-                            seen2.lock().unwrap().push(path);
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Self {
-            base,
-            seen,
-            stop,
-            thread: Some(thread),
-        }
+        Server(LocalServer::start(
+            Duration::from_secs(600),
+            move |stream| answer(stream, &body),
+        ))
     }
 
     fn requests(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
+        self.0.requests()
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+impl std::ops::Deref for Server {
+    type Target = LocalServer<String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 

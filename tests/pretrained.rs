@@ -5,13 +5,14 @@
 #[macro_use]
 mod common;
 
+#[path = "support/local_server.rs"]
+mod local_server;
+use local_server::LocalServer;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use sha2::{Digest, Sha256};
@@ -40,57 +41,29 @@ struct Seen {
 
 /// A one-behaviour HTTP/1.1 server on an ephemeral port of 127.0.0.1. It stops by itself
 /// after 60 s, or when dropped; every connection is answered and closed.
-struct Server {
-    base: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+struct Server(LocalServer<Seen>);
 
 impl Server {
     fn start(behaviour: Behaviour) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, stop2) = (seen.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Some(req) = answer(stream, &behaviour) {
-                            seen2.lock().unwrap().push(req);
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Self {
-            base,
-            seen,
-            stop,
-            thread: Some(thread),
-        }
+        Server(LocalServer::start(Duration::from_secs(60), move |stream| {
+            answer(stream, &behaviour)
+        }))
     }
 
     fn url(&self) -> String {
-        format!("{}/files/{FILE}", self.base)
+        format!("{}/files/{FILE}", self.0.base)
     }
 
     fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.0.requests()
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+impl std::ops::Deref for Server {
+    type Target = LocalServer<Seen>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
