@@ -156,27 +156,46 @@ pub fn time_forward(
     macs: MacCount,
 ) -> Result<Timing> {
     let batch = x.dims()[0];
-    let pass = || -> Result<()> {
+    let mut pass = || -> Result<()> {
         let _ = model.try_forward(x.clone())?.into_data();
         Ok(())
     };
+    let times = timed_passes(warmup, iters, &mut pass)?;
+    Ok(Timing::of(&times, batch, macs.flops(batch)))
+}
+
+/// Runs `pass` `warmup` times untimed, then `iters` (at least 1) times timed; the seconds of
+/// each timed pass.
+fn timed_passes(
+    warmup: usize,
+    iters: usize,
+    pass: &mut dyn FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
     for _ in 0..warmup {
         pass()?;
     }
-    let mut times = Vec::with_capacity(iters.max(1));
-    for _ in 0..iters.max(1) {
-        let t = Instant::now();
-        pass()?;
-        times.push(t.elapsed().as_secs_f64());
+    (0..iters.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            pass()?;
+            Ok(t.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
+impl Timing {
+    /// The timing of passes that took `times` seconds each, for `images` images and `flops`
+    /// floating-point operations per pass.
+    fn of(times: &[f64], images: usize, flops: f64) -> Self {
+        let mean_s = times.iter().sum::<f64>() / times.len().max(1) as f64;
+        Timing {
+            mean_s,
+            min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
+            max_s: times.iter().copied().fold(0.0, f64::max),
+            images_per_s: images as f64 / mean_s,
+            gflops: flops / mean_s / 1e9,
+        }
     }
-    let mean_s = times.iter().sum::<f64>() / times.len() as f64;
-    Ok(Timing {
-        mean_s,
-        min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
-        max_s: times.iter().copied().fold(0.0, f64::max),
-        images_per_s: batch as f64 / mean_s,
-        gflops: macs.flops(batch) / mean_s / 1e9,
-    })
 }
 
 /// Times training steps of `model` on `batch` (see [`BenchStep::Train`]): `warmup` untimed,
@@ -194,33 +213,19 @@ pub fn time_train_step(
 ) -> Result<Timing> {
     model.check_input(&batch.images.dims())?;
     let images = batch.images.dims()[0];
-    let mut classifier = ImageClassifier::new(model, 0.1, Some(5.0));
-    let mut optim = adamw_for(&classifier, 0.05, false);
-    let mut step = |classifier: ImageClassifier| -> ImageClassifier {
-        let (grads, out) = classifier.gradients(batch.clone());
-        let classifier = optim.step(1e-4, classifier, grads);
+    let mut classifier = Some(ImageClassifier::new(model, 0.1, Some(5.0)));
+    let mut optim = adamw_for(classifier.as_ref().expect("set above"), 0.05, false);
+    let mut step = || -> Result<()> {
+        let current = classifier.take().expect("put back after every step");
+        let (grads, out) = current.gradients(batch.clone());
+        classifier = Some(optim.step(1e-4, current, grads));
         let _ = out.loss.into_data();
-        classifier
+        Ok(())
     };
-    for _ in 0..warmup {
-        classifier = step(classifier);
-    }
-    let mut times = Vec::with_capacity(iters.max(1));
-    for _ in 0..iters.max(1) {
-        let t = Instant::now();
-        classifier = step(classifier);
-        times.push(t.elapsed().as_secs_f64());
-    }
-    let mean_s = times.iter().sum::<f64>() / times.len() as f64;
+    let times = timed_passes(warmup, iters, &mut step)?;
     // One step is about three forward passes' worth of multiply-accumulates (forward, and the
     // two products of the backward pass).
-    Ok(Timing {
-        mean_s,
-        min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
-        max_s: times.iter().copied().fold(0.0, f64::max),
-        images_per_s: images as f64 / mean_s,
-        gflops: 3.0 * macs.flops(images) / mean_s / 1e9,
-    })
+    Ok(Timing::of(&times, images, 3.0 * macs.flops(images)))
 }
 
 /// The network of the README's first command (`vheat train` on the synthetic shapes):

@@ -18,8 +18,8 @@ use super::depthwise::{dwconv3x3_backward, dwconv3x3_forward};
 use super::gemm::{gemm, mix_along, PackedB, MIX_MAX_AXIS};
 use super::grad::{
     dwconv3x3_backward_reference, dwconv3x3_reference, layer_norm_backward_reference,
-    linear_backward_reference, linear_reference, mix_along_reference, silu_gate_backward_reference,
-    HostKernels,
+    linear_backward_reference, linear_reference, linear_weight_grads, mix_along_reference,
+    silu_gate_backward_reference, HostKernels,
 };
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
 use super::packed_cache::{packed, Orientation};
@@ -38,25 +38,25 @@ fn is_f32(tensors: &[&FlexTensor]) -> bool {
 fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(v) => Cow::Borrowed(v),
+        // One copy into row-major order (`into_data` of the contiguous copy moves its bytes).
         None => Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("a contiguous float32 tensor")
-                .to_vec(),
+            t.clone()
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("a float32 tensor"),
         ),
     }
 }
 
 /// A uniquely owned, contiguous float32 buffer of `t`'s values (reusing `t`'s when it can).
-fn owned(mut t: FlexTensor) -> FlexTensor {
-    if !(t.is_contiguous() && t.layout().start_offset() == 0 && t.is_unique()) {
-        t = t.to_contiguous();
+fn owned(t: FlexTensor) -> FlexTensor {
+    let exact = t.is_contiguous()
+        && t.layout().start_offset() == 0
+        && t.bytes().len() == t.layout().num_elements() * 4;
+    if exact && t.is_unique() {
+        return t;
     }
-    let n = t.layout().num_elements();
-    if t.bytes().len() != n * 4 || !t.is_unique() {
-        t = FlexTensor::from_data(TensorData::new(values(&t).into_owned(), t.shape()));
-    }
-    t
+    tensor(values(&t).into_owned(), t.shape())
 }
 
 fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
@@ -76,18 +76,18 @@ fn taps_of(weight: &FlexTensor) -> Vec<f32> {
     taps
 }
 
-/// `(M, K, N, B)` of a projection: `x` as `M × K`, the weight packed as `B` (`K × N`), from
-/// the cache of packed weights when this weight buffer was packed before.
-fn linear_shape(
-    x: &FlexTensor,
-    weight: &FlexTensor,
-    out_in: bool,
-) -> (usize, usize, usize, Arc<PackedB>) {
+/// `(M, K)`: `x` (`[…, K]`) viewed as an `M × K` matrix.
+fn rows_and_inner(x: &FlexTensor) -> (usize, usize) {
     let shape = x.shape();
     let k = shape[shape.num_dims() - 1];
-    let m = shape.num_elements() / k.max(1);
+    (shape.num_elements() / k.max(1), k)
+}
+
+/// `(N, B)`: the weight packed as the forward product's `B` (`K × N`), from the cache of
+/// packed weights when this weight buffer was packed before.
+fn packed_weight(weight: &FlexTensor, k: usize, out_in: bool) -> (usize, Arc<PackedB>) {
     let ws = weight.shape();
-    let (n, packed) = if out_in {
+    if out_in {
         let n = ws[0];
         let pack = || PackedB::from_transposed(&values(weight), k, n);
         (n, packed(weight, Orientation::Transposed, pack))
@@ -95,8 +95,7 @@ fn linear_shape(
         let n = ws[1];
         let pack = || PackedB::from_row_major(&values(weight), k, n);
         (n, packed(weight, Orientation::AsIs, pack))
-    };
-    (m, k, n, packed)
+    }
 }
 
 fn dims4(t: &FlexTensor) -> [usize; 4] {
@@ -209,16 +208,16 @@ impl HostKernels for Flex {
         if !is_f32(&[&x, &weight, &bias]) {
             return linear_reference::<Self>(x, weight, bias, out_in);
         }
-        if x.shape()[x.shape().num_dims() - 1] > LONG_INNER {
+        let (m, k) = rows_and_inner(&x);
+        if k > LONG_INNER {
             // Burn's product is the faster one for long inner dimensions (see `LONG_INNER`).
             return linear_reference::<Self>(x, weight, bias, out_in);
         }
-        let (m, k, n, packed) = linear_shape(&x, &weight, out_in);
+        let (n, packed) = packed_weight(&weight, k, out_in);
         let mut out = vec![0.0f32; m * n];
         gemm(&values(&x), m, &packed, Some(&values(&bias)), &mut out);
         let mut dims = x.shape().to_vec();
         *dims.last_mut().expect("rank ≥ 1") = n;
-        debug_assert_eq!(k, x.shape()[x.shape().num_dims() - 1]);
         tensor(out, dims)
     }
 
@@ -231,9 +230,7 @@ impl HostKernels for Flex {
         if !is_f32(&[&x, &weight, &grad]) {
             return linear_backward_reference::<Self>(x, weight, grad, out_in);
         }
-        let shape = x.shape();
-        let k = shape[shape.num_dims() - 1];
-        let m = shape.num_elements() / k.max(1);
+        let (m, k) = rows_and_inner(&x);
         let n = weight.shape()[if out_in { 0 } else { 1 }];
         if n > LONG_INNER {
             return linear_backward_reference::<Self>(x, weight, grad, out_in);
@@ -248,21 +245,12 @@ impl HostKernels for Flex {
                 PackedB::from_transposed(&values(&weight), n, k)
             })
         };
-        let g = values(&grad);
         let mut dx = vec![0.0f32; m * k];
-        gemm(&g, m, &wt, None, &mut dx);
-        // dW = xᵀ · g through Burn's product (a long inner dimension, which it handles well).
-        use burn::backend::ops::FloatTensorOps;
-        let x2 = Self::float_reshape(x.clone(), burn::tensor::Shape::new([m, k]));
-        let g2 = tensor(g.into_owned(), [m, n]);
-        let dw = Self::float_matmul(Self::float_transpose(x2), g2.clone());
-        let dw = if out_in {
-            Self::float_transpose(dw)
-        } else {
-            dw
-        };
-        let db = Self::float_reshape(Self::float_sum_dim(g2, 0), burn::tensor::Shape::new([n]));
-        (tensor(dx, x.shape()), dw, db)
+        gemm(&values(&grad), m, &wt, None, &mut dx);
+        let dx = tensor(dx, x.shape());
+        // dW and db through Burn's product and sum (a long inner dimension, which it handles well).
+        let (dw, db) = linear_weight_grads::<Self>(x, grad, out_in);
+        (dx, dw, db)
     }
 
     fn vheat_mix_along(x: FloatTensor<Self>, matrix: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -200,15 +200,32 @@ pub(super) fn linear_backward_reference<B: Backend>(
     grad: FloatTensor<B>,
     out_in: bool,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let (x2, w, shape) = linear_operands::<B>(x, weight, out_in);
+    let (x2, w, shape) = linear_operands::<B>(x.clone(), weight, out_in);
     let n = w.shape()[1];
-    let m = x2.shape()[0];
+    let g2 = B::float_reshape(grad.clone(), Shape::new([x2.shape()[0], n]));
+    let dx = B::float_reshape(B::float_matmul(g2, B::float_transpose(w)), shape);
+    let (dw, db) = linear_weight_grads::<B>(x, grad, out_in);
+    (dx, dw, db)
+}
+
+/// The projection's `(dW, db)` in Burn's operators: `dW = xᵀ·g` (transposed back to `[N, K]`
+/// with `out_in`) and `db = Σ_rows g`.
+pub(super) fn linear_weight_grads<B: Backend>(
+    x: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    out_in: bool,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let xs = x.shape();
+    let k = xs[xs.num_dims() - 1];
+    let m = xs.num_elements() / k.max(1);
+    let gs = grad.shape();
+    let n = gs[gs.num_dims() - 1];
+    let x2 = B::float_reshape(x, Shape::new([m, k]));
     let g2 = B::float_reshape(grad, Shape::new([m, n]));
-    let dx = B::float_reshape(B::float_matmul(g2.clone(), B::float_transpose(w)), shape);
     let dw = B::float_matmul(B::float_transpose(x2), g2.clone());
     let dw = if out_in { B::float_transpose(dw) } else { dw };
     let db = B::float_reshape(B::float_sum_dim(g2, 0), Shape::new([n]));
-    (dx, dw, db)
+    (dw, db)
 }
 
 /// The SiLU gate's backward pass in Burn's operators.

@@ -248,3 +248,22 @@ pub fn mix_along(x: Tensor<3>, matrix: Tensor<2>) -> Tensor<3> {
         matrix.into_dispatch(),
     ))
 }
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switching_the_kernels_off_hands_every_call_to_burn() {
+        let x = Tensor::<1>::from_floats([-2.0, -0.5, 0.0, 0.5, 3.0], &Device::flex());
+        assert!(on_host(&x));
+        set_enabled(false);
+        let off = on_host(&x);
+        let burn_gelu = gelu(x.clone()).into_data();
+        set_enabled(true);
+        assert!(!off, "switched off, nothing takes the host path");
+        // Off, `gelu` is Burn's operator itself.
+        burn_gelu.assert_eq(&burn::tensor::activation::gelu(x.clone()).into_data(), true);
+        assert!(on_host(&x), "switched on again");
+    }
+}
