@@ -20,6 +20,7 @@ Not part of CI. Needs a venv with torch (and optionally onnx + onnxruntime):
     /path/to/venv/bin/python scripts/bench_vs_torch.py                 # every point, 3 rounds
     /path/to/venv/bin/python scripts/bench_vs_torch.py --points t224b8 job32b64 --rounds 5
     /path/to/venv/bin/python scripts/bench_vs_torch.py --burn-ops    # + vheat without its kernels
+    /path/to/venv/bin/python scripts/bench_vs_torch.py --baseline /tmp/vheat-before  # + an older build
     /path/to/venv/bin/python scripts/bench_vs_torch.py --list
 """
 import argparse
@@ -183,6 +184,8 @@ def main():
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--burn-ops", action="store_true",
                     help="also time vheat with VHEAT_HOST_KERNELS=off (Burn's operators only)")
+    ap.add_argument("--baseline", help="also time this other vheat binary (an earlier build), for "
+                    "before-and-after ratios in the same run")
     ap.add_argument("--json-out", help="also write the results here")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
@@ -203,9 +206,9 @@ def main():
         onnx = None
         if with_onnx and not args.no_onnx and step == "forward":
             onnx = onnx_session(model, side, batch, args.threads)
-        runs = {"vheat": [], "torch": [], "onnx": [], "burn-ops": []}
+        runs = {"vheat": [], "torch": [], "onnx": [], "burn-ops": [], "baseline": []}
         for r in range(args.rounds):
-            order = ["vheat", "torch", "onnx", "burn-ops"]
+            order = ["vheat", "torch", "onnx", "burn-ops", "baseline"]
             if r % 2 == 1:
                 order.reverse()
             for side_name in order:
@@ -216,6 +219,9 @@ def main():
                     runs["torch"].append(time_torch(model, config, side, batch, step, warmup, iters))
                 elif side_name == "onnx" and onnx is not None:
                     runs["onnx"].append(time_onnx(onnx[0], onnx[1], batch, warmup, iters))
+                elif side_name == "baseline" and args.baseline:
+                    runs["baseline"].append(time_vheat(args.baseline, config, side, batch, step, warmup,
+                                                       iters, args.threads))
                 elif side_name == "burn-ops" and args.burn_ops:
                     runs["burn-ops"].append(time_vheat(args.binary, config, side, batch, step, warmup, iters,
                                                        args.threads, kernels=False))
@@ -233,6 +239,9 @@ def main():
         if "burn-ops" in mean:
             row["ratio_burn_ops_vs_torch"] = mean["burn-ops"] / mean["torch"]
             line += f"  |  kernels off {fmt(runs['burn-ops'])}  ratio {row['ratio_burn_ops_vs_torch']:.2f}"
+        if "baseline" in mean:
+            row["ratio_vs_baseline"] = mean["vheat"] / mean["baseline"]
+            line += f"  |  baseline {fmt(runs['baseline'])}  vheat/baseline {row['ratio_vs_baseline']:.2f}"
         print(line, flush=True)
     if args.json_out:
         pathlib.Path(args.json_out).write_text(json.dumps(dict(isa=isa(), cpu=cpu_name(), results=results), indent=1))

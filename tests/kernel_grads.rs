@@ -304,7 +304,105 @@ fn check_mix_along() {
     }
 }
 
+/// The bases of `n`, in `dtype`, on the autodiff device (constants: no gradient).
+fn basis(n: usize, dtype: FloatDType) -> Tensor<2> {
+    let b = vheat::heat::dct_basis(n, &common::cpu());
+    Tensor::from_data(b.cast(dtype).into_data(), (&ad(), DType::from(dtype)))
+}
+
+fn check_diffuse() {
+    // Partial channel panels (16, 40), squares and rectangles, a single pixel.
+    for &(b, h, w, c) in &[(2, 7, 5, 16), (1, 14, 14, 64), (3, 4, 9, 40), (1, 1, 1, 1)] {
+        let x = random([b, h, w, c], 1.0, 30);
+        let decay = random([1, h, w, c], 1.0, 31);
+        let up = random([b, h, w, c], 1.0, 32);
+        let (e64, e32) = compare(
+            &[x, decay],
+            &up,
+            |t| {
+                let dtype = FloatDType::F32;
+                vheat::kernels::diffuse(
+                    t[0].clone(),
+                    t[1].clone().reshape([h, w, c]),
+                    basis(h, dtype),
+                    basis(w, dtype),
+                )
+            },
+            |t| {
+                // IDCT2D(DCT2D(x) ⊙ decay) as plain batched products in the leaves' precision.
+                let dtype = FloatDType::from(t[0].dtype());
+                let along = |x: Tensor<4>, axis: usize, m: Tensor<2>| {
+                    let dims = x.dims();
+                    let before: usize = dims[..axis].iter().product();
+                    let after: usize = dims[axis + 1..].iter().product();
+                    let m: Tensor<3> = m.unsqueeze();
+                    m.matmul(x.reshape([before, dims[axis], after]))
+                        .reshape(dims)
+                };
+                let (dh, dw) = (basis(h, dtype), basis(w, dtype));
+                let spectrum = along(along(t[0].clone(), 1, dh.clone()), 2, dw.clone());
+                let scaled = spectrum * t[1].clone();
+                along(along(scaled, 1, dh.transpose()), 2, dw.transpose())
+            },
+        );
+        eprintln!("diffuse {b}x{h}x{w}x{c}: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}");
+        // Four chained sums of ≤ 14 products of O(1) values for values and the input gradient,
+        // and a further B ≤ 3-term sum for the decay's: float32 accumulation in another order
+        // than Burn's.
+        assert!(
+            e64 < 1e-5 && e32 < 2e-5,
+            "diffuse {b}x{h}x{w}x{c}: {e64:e} / {e32:e}"
+        );
+    }
+}
+
+/// The dense 3×3 convolution has a host path in inference only: values on the plain device
+/// against Burn's `conv2d` in float64 and float32 (under autodiff it is Burn's own).
+fn check_conv3x3() {
+    for &(b, h, w, c_in, c_out, stride) in &[
+        (2, 9, 7, 3, 8, 2),
+        (1, 8, 8, 16, 40, 2),
+        (1, 5, 6, 4, 33, 1),
+        (1, 1, 1, 2, 3, 2),
+    ] {
+        let x = random([b, h, w, c_in], 1.0, 40);
+        let weight = random([c_out, c_in, 3, 3], 0.5, 41);
+        let bias: Tensor<1> = random([1, 1, 1, c_out], 1.0, 42).reshape([c_out]);
+        assert!(on_host(&x));
+        let got = host(vheat::kernels::conv3x3_nhwc(
+            x.clone(),
+            weight.clone(),
+            Some(bias.clone()),
+            stride,
+        ));
+        let burn = |dtype: FloatDType| {
+            let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
+            host(
+                conv2d(
+                    x.clone().cast(dtype).permute([0, 3, 1, 2]),
+                    weight.clone().cast(dtype),
+                    Some(bias.clone().cast(dtype)),
+                    options,
+                )
+                .permute([0, 2, 3, 1]),
+            )
+        };
+        let (e64, e32) = (
+            rel_err(&got, &burn(FloatDType::F64)),
+            rel_err(&got, &burn(FloatDType::F32)),
+        );
+        eprintln!(
+            "conv3x3 {b}x{h}x{w}x{c_in}→{c_out} s{stride}: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}"
+        );
+        // Sums of 9·C_in ≤ 144 products of O(1)·O(0.5) values: float32 accumulation in another
+        // order than Burn's.
+        assert!(e64 < 1e-5 && e32 < 2e-5, "conv3x3: {e64:e} / {e32:e}");
+    }
+}
+
 fn check_all() {
+    check_diffuse();
+    check_conv3x3();
     check_mix_along();
     check_linear();
     check_gelu();

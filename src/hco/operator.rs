@@ -7,7 +7,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::heat::{dct2d, frequency_sq, idct2d};
+use crate::heat::{diffuse, frequency_sq};
 use crate::kernels::{depthwise_conv3x3_nhwc, layer_norm, silu_gate};
 
 /// Builds a [`HeatConduction`] operator.
@@ -144,9 +144,8 @@ impl HeatConduction {
         let decay = self
             .decay(fve)
             .expect("HeatConduction in the trainable form needs the frequency-value embedding");
-        let decay: Tensor<4> = decay.unsqueeze();
-        debug_assert_eq!(decay.dims(), [1, h, w, c]);
-        let x = idct2d(dct2d(x) * decay);
+        debug_assert_eq!(decay.dims(), [h, w, c]);
+        let x = diffuse(x, decay);
 
         let x = silu_gate(layer_norm(x, &self.out_norm), z);
         let out = &self.out_linear;

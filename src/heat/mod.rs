@@ -52,4 +52,4 @@ mod transform;
 pub use basis::{dct_basis, dct_basis_host, idct_basis};
 pub use decay::{decay_base, frequency_sq};
 pub use resample::{bicubic_matrix, bicubic_matrix_host, bilinear_matrix, bilinear_matrix_cached};
-pub use transform::{apply_along, dct2d, dct_along, idct2d, idct_along};
+pub use transform::{apply_along, dct2d, dct_along, diffuse, idct2d, idct_along};

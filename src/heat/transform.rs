@@ -65,3 +65,17 @@ pub fn dct2d(x: Tensor<4>) -> Tensor<4> {
 pub fn idct2d(x: Tensor<4>) -> Tensor<4> {
     idct_along(idct_along(x, 1), 2)
 }
+
+/// `IDCT2D(DCT2D(x) ⊙ decay)`: the heat operator's diffusion of a channels-last map `x`
+/// (`[B, H, W, C]`) with `decay` (`[H, W, C]`, the same for every item).
+///
+/// On the CPU fast path this is one fused kernel, forward and backward
+/// ([`crate::kernels::diffuse`]); elsewhere it is `idct2d(dct2d(x) * decay)`.
+pub fn diffuse(x: Tensor<4>, decay: Tensor<3>) -> Tensor<4> {
+    if crate::kernels::on_host(&x) && crate::kernels::on_host(&decay) {
+        let [_, h, w, _] = x.dims();
+        let device = x.device();
+        return crate::kernels::diffuse(x, decay, dct_basis(h, &device), dct_basis(w, &device));
+    }
+    idct2d(dct2d(x) * decay.unsqueeze::<4>())
+}

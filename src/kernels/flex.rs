@@ -14,21 +14,19 @@ use rayon::prelude::*;
 use super::activation::{
     gelu_backward_slice, gelu_slice, silu_gate_backward_slice, silu_gate_slice,
 };
+use super::conv::{conv3x3, pack_weight};
 use super::depthwise::{dwconv3x3_backward, dwconv3x3_forward};
+use super::diffusion::{diffuse, diffuse_backward, fits};
 use super::gemm::{gemm, mix_along, PackedB, MIX_MAX_AXIS};
 use super::grad::{
-    dwconv3x3_backward_reference, dwconv3x3_reference, layer_norm_backward_reference,
-    linear_backward_reference, linear_reference, linear_weight_grads, mix_along_reference,
-    silu_gate_backward_reference, HostKernels,
+    conv3x3_reference, diffuse_backward_reference, diffuse_reference, dwconv3x3_backward_reference,
+    dwconv3x3_reference, layer_norm_backward_reference, linear_backward_reference,
+    linear_reference, linear_weight_grads, mix_along_reference, silu_gate_backward_reference,
+    HostKernels,
 };
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
 use super::packed_cache::{packed, Orientation};
 use super::CHUNK;
-
-/// Inner dimensions above this go to Burn's product: at K = 3072 (vHeat-T's last MLP
-/// projection) it measured 203 against this crate's 115 GFLOP/s, while at K ≤ 768 this
-/// crate's was 1.1–2.3× faster (2-core AVX-512 machine, side by side).
-const LONG_INNER: usize = 1024;
 
 fn is_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
@@ -96,6 +94,25 @@ fn packed_weight(weight: &FlexTensor, k: usize, out_in: bool) -> (usize, Arc<Pac
         let pack = || PackedB::from_row_major(&values(weight), k, n);
         (n, packed(weight, Orientation::AsIs, pack))
     }
+}
+
+/// `[B, H, W, C]` when the diffusion kernel takes these operands: float32, `x` `[B, H, W, C]`,
+/// `decay` `[H, W, C]`, `dct_h` `[H, H]`, `dct_w` `[W, W]`, both axes short enough.
+fn diffusion_dims(
+    x: &FlexTensor,
+    decay: &FlexTensor,
+    dct_h: &FlexTensor,
+    dct_w: &FlexTensor,
+) -> Option<[usize; 4]> {
+    if !is_f32(&[x, decay, dct_h, dct_w]) || x.shape().num_dims() != 4 {
+        return None;
+    }
+    let dims = dims4(x);
+    let [_, h, w, c] = dims;
+    let shapes_agree = decay.shape().to_vec() == [h, w, c]
+        && dct_h.shape().to_vec() == [h, h]
+        && dct_w.shape().to_vec() == [w, w];
+    (shapes_agree && fits(dims)).then_some(dims)
 }
 
 fn dims4(t: &FlexTensor) -> [usize; 4] {
@@ -209,10 +226,6 @@ impl HostKernels for Flex {
             return linear_reference::<Self>(x, weight, bias, out_in);
         }
         let (m, k) = rows_and_inner(&x);
-        if k > LONG_INNER {
-            // Burn's product is the faster one for long inner dimensions (see `LONG_INNER`).
-            return linear_reference::<Self>(x, weight, bias, out_in);
-        }
         let (n, packed) = packed_weight(&weight, k, out_in);
         let mut out = vec![0.0f32; m * n];
         gemm(&values(&x), m, &packed, Some(&values(&bias)), &mut out);
@@ -232,9 +245,6 @@ impl HostKernels for Flex {
         }
         let (m, k) = rows_and_inner(&x);
         let n = weight.shape()[if out_in { 0 } else { 1 }];
-        if n > LONG_INNER {
-            return linear_backward_reference::<Self>(x, weight, grad, out_in);
-        }
         // dx = g · Wᵀ, with Wᵀ (n × k) packed from the weight as it is stored.
         let wt = if out_in {
             packed(&weight, Orientation::AsIs, || {
@@ -300,5 +310,108 @@ impl HostKernels for Flex {
             tensor(dw, [c, 1, 3, 3]),
             tensor(dbias, [c]),
         )
+    }
+
+    fn vheat_diffuse(
+        x: FloatTensor<Self>,
+        decay: FloatTensor<Self>,
+        dct_h: FloatTensor<Self>,
+        dct_w: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match diffusion_dims(&x, &decay, &dct_h, &dct_w) {
+            Some(dims) => {
+                let (y, _) = diffuse(
+                    &values(&x),
+                    dims,
+                    &values(&decay),
+                    &values(&dct_h),
+                    &values(&dct_w),
+                    false,
+                );
+                tensor(y, dims)
+            }
+            None => diffuse_reference::<Self>(x, decay, dct_h, dct_w).0,
+        }
+    }
+
+    fn vheat_diffuse_keeping_spectrum(
+        x: FloatTensor<Self>,
+        decay: FloatTensor<Self>,
+        dct_h: FloatTensor<Self>,
+        dct_w: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match diffusion_dims(&x, &decay, &dct_h, &dct_w) {
+            Some(dims) => {
+                let (y, spectrum) = diffuse(
+                    &values(&x),
+                    dims,
+                    &values(&decay),
+                    &values(&dct_h),
+                    &values(&dct_w),
+                    true,
+                );
+                let spectrum = spectrum.expect("asked for the spectrum");
+                (tensor(y, dims), tensor(spectrum, dims))
+            }
+            None => diffuse_reference::<Self>(x, decay, dct_h, dct_w),
+        }
+    }
+
+    fn vheat_diffuse_backward(
+        grad: FloatTensor<Self>,
+        decay: FloatTensor<Self>,
+        dct_h: FloatTensor<Self>,
+        dct_w: FloatTensor<Self>,
+        spectrum: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let dims = diffusion_dims(&grad, &decay, &dct_h, &dct_w)
+            .filter(|_| is_f32(&[&spectrum]) && spectrum.shape() == grad.shape());
+        match dims {
+            Some(dims) => {
+                let [_, h, w, c] = dims;
+                let (dx, ddecay) = diffuse_backward(
+                    &values(&grad),
+                    dims,
+                    &values(&decay),
+                    &values(&dct_h),
+                    &values(&dct_w),
+                    &values(&spectrum),
+                );
+                (tensor(dx, dims), tensor(ddecay, [h, w, c]))
+            }
+            None => diffuse_backward_reference::<Self>(grad, decay, dct_h, dct_w, spectrum),
+        }
+    }
+
+    fn vheat_conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        let (xs, ws) = (x.shape(), weight.shape());
+        let fits = is_f32(&[&x, &weight, &bias])
+            && stride > 0
+            && xs.num_dims() == 4
+            && ws.num_dims() == 4
+            && ws[1] == xs[3]
+            && ws[2] == 3
+            && ws[3] == 3
+            && bias.shape().to_vec() == [ws[0]];
+        if !fits {
+            return conv3x3_reference::<Self>(x, weight, bias, stride);
+        }
+        let (c_out, c_in) = (ws[0], ws[1]);
+        let packed = packed(&weight, Orientation::Conv3x3, || {
+            pack_weight(&values(&weight), c_out, c_in)
+        });
+        let (y, dims) = conv3x3(
+            &values(&x),
+            dims4(&x),
+            &packed,
+            Some(&values(&bias)),
+            stride,
+        );
+        tensor(y, dims)
     }
 }

@@ -10,6 +10,8 @@
 //! Rows are split over the rayon pool. The AVX-512 and AVX2 kernels use fused multiply-adds;
 //! the portable one is plain loops.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use super::isa::{active, Isa};
@@ -65,6 +67,16 @@ impl PackedB {
         Self { k, n, data }
     }
 
+    /// Rows of `B` (the product's inner dimension).
+    pub(crate) fn inner(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of `B` (of the product).
+    pub(crate) fn cols(&self) -> usize {
+        self.n
+    }
+
     fn panels(&self) -> usize {
         self.n.div_ceil(NR)
     }
@@ -78,8 +90,25 @@ impl PackedB {
 /// `out = A·B + bias` with `A` row-major `m × k`, `out` row-major `m × n` (every element is
 /// written).
 pub(crate) fn gemm(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, out: &mut [f32]) {
+    let k = b.k;
+    assert!(a.len() >= m * k, "gemm operand sizes");
+    gemm_with(m, b, bias, out, |row0, rows| {
+        Cow::Borrowed(&a[row0 * k..(row0 + rows) * k])
+    });
+}
+
+/// As [`gemm`], with the rows of `A` produced per task by `rows_of(row0, rows)` (`rows × k`
+/// values, row-major): borrowed from a matrix, or built on the fly (a convolution's patches),
+/// so that `A` never exists whole.
+pub(crate) fn gemm_with<'a>(
+    m: usize,
+    b: &PackedB,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    rows_of: impl Fn(usize, usize) -> Cow<'a, [f32]> + Sync,
+) {
     let (k, n) = (b.k, b.n);
-    assert!(a.len() >= m * k && out.len() >= m * n, "gemm operand sizes");
+    assert!(out.len() >= m * n, "gemm operand sizes");
     if m == 0 || n == 0 {
         return;
     }
@@ -93,18 +122,34 @@ pub(crate) fn gemm(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, out: 
         return;
     }
     let isa = active();
-    let threads = rayon::current_num_threads().max(1);
-    // About four tasks per thread, each a multiple of MR rows.
-    let rows_per_task = m.div_ceil(threads * 4).div_ceil(MR).max(1) * MR;
-    out[..m * n]
-        .par_chunks_mut(rows_per_task * n)
-        .enumerate()
-        .for_each(|(t, out)| {
-            let row0 = t * rows_per_task;
-            let rows = out.len() / n;
-            gemm_rows(isa, &a[row0 * k..(row0 + rows) * k], rows, b, bias, out);
+    // About four tasks per thread. Rows are cut into chunks of at least MIN_TASK_ROWS (each
+    // chunk reads all of B once); when that gives too few chunks (a short A: batch 1, late
+    // stages), the columns are split as well, so that B is still read about once in all.
+    let want = rayon::current_num_threads().max(1) * 4;
+    let row_chunks = m.div_ceil(MIN_TASK_ROWS).clamp(1, want);
+    let rows_per_task = m.div_ceil(row_chunks).div_ceil(MR) * MR;
+    let row_chunks = m.div_ceil(rows_per_task);
+    let panels = b.panels();
+    let panels_per_task = panels.div_ceil(want.div_ceil(row_chunks).clamp(1, panels));
+    let col_groups = panels.div_ceil(panels_per_task);
+    let shared = SharedOut(out.as_mut_ptr());
+    (0..row_chunks * col_groups)
+        .into_par_iter()
+        .for_each(|task| {
+            let (chunk, group) = (task / col_groups, task % col_groups);
+            let row0 = chunk * rows_per_task;
+            let rows = rows_per_task.min(m - row0);
+            let panels = group * panels_per_task..((group + 1) * panels_per_task).min(panels);
+            let a = rows_of(row0, rows);
+            assert!(a.len() >= rows * k, "rows of A");
+            // SAFETY: this task writes rows row0.. row0 + rows, columns of `panels`, of `out`
+            // (inside it: `out.len() ≥ m·n` was asserted), and no other task writes them.
+            unsafe { gemm_block(isa, &a, rows, b, bias, panels, shared, row0 * n) };
         });
 }
+
+/// Fewest rows of A per task in [`gemm`].
+const MIN_TASK_ROWS: usize = 64;
 
 /// A raw pointer that tasks writing disjoint parts of one buffer can share.
 #[derive(Clone, Copy)]
@@ -140,12 +185,7 @@ pub(crate) fn mix_along(
         return out;
     }
     let isa = active();
-    // The matrix with zero rows below, a whole number of MR-row tiles.
-    let m_pad = m.div_ceil(MR) * MR;
-    let mut a_pad = vec![0.0f32; m_pad * n.max(1)];
-    for i in 0..m {
-        a_pad[i * n..(i + 1) * n].copy_from_slice(&a[i * n..(i + 1) * n]);
-    }
+    let a = RowTiles::new(a, m, n);
     let panels = after.div_ceil(NR);
     let threads = rayon::current_num_threads().max(1);
     let per_task = (before * panels).div_ceil(threads * 8).clamp(1, panels);
@@ -154,52 +194,108 @@ pub(crate) fn mix_along(
     (0..before * chunks).into_par_iter().for_each(|task| {
         let (b, chunk) = (task / chunks, task % chunks);
         let xb = &x[b * n * after..(b + 1) * n * after];
-        let mut tile = [0.0f32; MR * NR];
+        let panels = chunk * per_task..((chunk + 1) * per_task).min(panels);
         let mut strip = Vec::new();
-        for p in chunk * per_task..((chunk + 1) * per_task).min(panels) {
-            let j0 = p * NR;
-            let cols = NR.min(after - j0);
-            let (panel, ldb): (&[f32], usize) = if cols == NR {
-                (&xb[j0..], after)
-            } else {
-                strip.clear();
-                strip.resize(n * NR, 0.0);
-                for t in 0..n {
-                    strip[t * NR..t * NR + cols]
-                        .copy_from_slice(&xb[t * after + j0..t * after + j0 + cols]);
-                }
-                (&strip[..], NR)
-            };
-            for r0 in (0..m_pad).step_by(MR) {
-                tile_product(isa, &a_pad[r0 * n..], n, panel, ldb, n, &mut tile);
-                for r in 0..MR.min(m - r0) {
-                    let at = b * m * after + (r0 + r) * after + j0;
-                    // SAFETY: `at..at + cols` is row r0 + r, columns j0.., of item b: inside
-                    // `out`, and written by this task alone (tasks own distinct (b, panel)s).
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            tile.as_ptr().add(r * NR),
-                            shared.ptr().add(at),
-                            cols,
-                        );
-                    }
-                }
+        mix_panels(isa, &a, xb, after, panels, &mut strip, |row, j0, values| {
+            let at = b * m * after + row * after + j0;
+            // SAFETY: `at..at + values.len()` is row `row`, columns j0.., of item b: inside
+            // `out`, and written by this task alone (tasks own distinct (b, panel)s).
+            unsafe {
+                std::ptr::copy_nonoverlapping(values.as_ptr(), shared.ptr().add(at), values.len());
             }
-        }
+        });
     });
     out
 }
 
-/// One task's rows.
-fn gemm_rows(isa: Isa, a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, out: &mut [f32]) {
+/// An `m × n` matrix (`n ≤ MIX_MAX_AXIS`) stored with zero rows below, a whole number of
+/// [`MR`]-row tiles: the left operand of [`mix_panels`].
+pub(crate) struct RowTiles {
+    m: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl RowTiles {
+    /// `a` row-major `m × n`.
+    pub(crate) fn new(a: &[f32], m: usize, n: usize) -> Self {
+        assert!(n <= MIX_MAX_AXIS && a.len() >= m * n);
+        let mut data = vec![0.0f32; m.div_ceil(MR) * MR * n.max(1)];
+        data[..m * n].copy_from_slice(&a[..m * n]);
+        Self { m, n, data }
+    }
+
+    /// `aᵀ` of a row-major `n × m` matrix `a`.
+    pub(crate) fn transposed(a: &[f32], n: usize, m: usize) -> Self {
+        assert!(a.len() >= n * m);
+        let t: Vec<f32> = (0..m * n).map(|i| a[(i % n) * m + i / n]).collect();
+        Self::new(&t, m, n)
+    }
+}
+
+/// `Σ_t a[i, t] · x[t, j]` for the 32-column panels `panels` of `x` (`n × after`, row-major,
+/// read in place when a panel is whole, else through `strip`): each finished row piece is
+/// handed to `store(i, j0, values)` (row `i`, columns `j0..j0 + values.len()`), once per
+/// (row, panel), in order of panels, then rows.
+pub(crate) fn mix_panels(
+    isa: Isa,
+    a: &RowTiles,
+    x: &[f32],
+    after: usize,
+    panels: std::ops::Range<usize>,
+    strip: &mut Vec<f32>,
+    mut store: impl FnMut(usize, usize, &[f32]),
+) {
+    let (m, n) = (a.m, a.n);
+    assert!(x.len() >= n * after);
+    let mut tile = [0.0f32; MR * NR];
+    for p in panels {
+        let j0 = p * NR;
+        let cols = NR.min(after - j0);
+        let (panel, ldb): (&[f32], usize) = if cols == NR {
+            (&x[j0..], after)
+        } else {
+            strip.clear();
+            strip.resize(n * NR, 0.0);
+            for t in 0..n {
+                strip[t * NR..t * NR + cols]
+                    .copy_from_slice(&x[t * after + j0..t * after + j0 + cols]);
+            }
+            (&strip[..], NR)
+        };
+        for r0 in (0..m).step_by(MR) {
+            tile_product(isa, &a.data[r0 * n..], n, panel, ldb, n, &mut tile);
+            for r in 0..MR.min(m - r0) {
+                store(r0 + r, j0, &tile[r * NR..r * NR + cols]);
+            }
+        }
+    }
+}
+
+/// One task's block: rows of `a` (`m × k`) times the panels `panels` of `b`, written to the
+/// rows of `out` starting at element `at` (row stride `b.n`).
+///
+/// # Safety
+/// `out.ptr().add(at)` must start `m` rows of `b.n` values inside one buffer, whose columns of
+/// `panels` no other thread touches during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    b: &PackedB,
+    bias: Option<&[f32]>,
+    panels: std::ops::Range<usize>,
+    out: SharedOut,
+    at: usize,
+) {
     let (k, n) = (b.k, b.n);
-    let panels = b.panels();
     let mut tile = [0.0f32; MR * NR];
     let mut pad = vec![0.0f32; MR * KC.min(k)];
     for kc0 in (0..k).step_by(KC) {
         let kc = KC.min(k - kc0);
         let group = (PANEL_GROUP_BYTES / (kc * NR * 4)).max(1);
-        for p0 in (0..panels).step_by(group) {
+        for p0 in panels.clone().step_by(group) {
             for r0 in (0..m).step_by(MR) {
                 let rows = MR.min(m - r0);
                 // The A block: in place when whole, else copied with zero rows below.
@@ -213,11 +309,45 @@ fn gemm_rows(isa: Isa, a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, o
                     }
                     (&pad[..], kc)
                 };
-                for p in p0..(p0 + group).min(panels) {
-                    tile_product(isa, a_block, lda, b.panel(p, kc0), NR, kc, &mut tile);
+                for p in p0..(p0 + group).min(panels.end) {
                     let cols = NR.min(n - p * NR);
+                    #[cfg(target_arch = "x86_64")]
+                    if isa == Isa::Avx512 {
+                        let panel = b.panel(p, kc0);
+                        assert!(a_block.len() >= (MR - 1) * lda + kc && panel.len() >= kc * NR);
+                        let bias = match (kc0, bias) {
+                            (0, Some(bias)) => Some(&bias[p * NR..p * NR + cols]),
+                            _ => None,
+                        };
+                        // SAFETY: AVX-512F is present (`active`); A and the panel hold what the
+                        // kernel reads (asserted); the destination rows r0.. r0 + rows, columns
+                        // p·NR.. p·NR + cols, are this block's (the caller's contract).
+                        unsafe {
+                            tile_avx512_store(
+                                a_block.as_ptr(),
+                                lda,
+                                panel.as_ptr(),
+                                kc,
+                                out.ptr().add(at + r0 * n + p * NR),
+                                n,
+                                rows,
+                                cols,
+                                bias,
+                                kc0 > 0,
+                            );
+                        }
+                        continue;
+                    }
+                    tile_product(isa, a_block, lda, b.panel(p, kc0), NR, kc, &mut tile);
                     for r in 0..rows {
-                        let dst = &mut out[(r0 + r) * n + p * NR..(r0 + r) * n + p * NR + cols];
+                        // SAFETY: row r0 + r, columns p·NR.. of this block (the caller's
+                        // contract).
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                out.ptr().add(at + (r0 + r) * n + p * NR),
+                                cols,
+                            )
+                        };
                         let src = &tile[r * NR..r * NR + cols];
                         if kc0 == 0 {
                             match bias {
@@ -321,6 +451,60 @@ unsafe fn tile_avx512(
     for r in 0..MR {
         _mm512_storeu_ps(t.add(r * NR), c[2 * r]);
         _mm512_storeu_ps(t.add(r * NR + 16), c[2 * r + 1]);
+    }
+}
+
+/// As [`tile_avx512`] with the packed panel (`ldb = NR`), storing straight to `dst` (rows
+/// `ldd` apart): the first `rows` rows and `cols` columns, plus `bias` (the columns' values)
+/// or, with `accumulate`, plus what `dst` holds. Saves the tile's copy through memory.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx512_store(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    kc: usize,
+    dst: *mut f32,
+    ldd: usize,
+    rows: usize,
+    cols: usize,
+    bias: Option<&[f32]>,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    let mut c = [_mm512_setzero_ps(); 2 * MR];
+    for kk in 0..kc {
+        let b0 = _mm512_loadu_ps(b.add(kk * NR));
+        let b1 = _mm512_loadu_ps(b.add(kk * NR + 16));
+        for r in 0..MR {
+            let av = _mm512_set1_ps(*a.add(r * lda + kk));
+            c[2 * r] = _mm512_fmadd_ps(av, b0, c[2 * r]);
+            c[2 * r + 1] = _mm512_fmadd_ps(av, b1, c[2 * r + 1]);
+        }
+    }
+    // Lanes of the two halves that hold real columns.
+    let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
+    let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
+    let (add0, add1) = match bias {
+        Some(bias) => (
+            _mm512_maskz_loadu_ps(m0, bias.as_ptr()),
+            _mm512_maskz_loadu_ps(m1, bias.as_ptr().add(16)),
+        ),
+        None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+    };
+    for r in 0..rows.min(MR) {
+        let d = dst.add(r * ldd);
+        let (mut v0, mut v1) = (
+            _mm512_add_ps(c[2 * r], add0),
+            _mm512_add_ps(c[2 * r + 1], add1),
+        );
+        if accumulate {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, d));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, d.add(16)));
+        }
+        _mm512_mask_storeu_ps(d, m0, v0);
+        _mm512_mask_storeu_ps(d.add(16), m1, v1);
     }
 }
 

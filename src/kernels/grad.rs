@@ -112,6 +112,54 @@ pub trait HostKernels: Backend {
         dwconv3x3_reference::<Self>(x, weight, bias)
     }
 
+    /// A dense 3×3 convolution, padding 1, stride `stride`, of a channels-last map `x`
+    /// (`[B, H, W, C_in]`) with `weight` in PyTorch's layout `[C_out, C_in, 3, 3]` and `bias`
+    /// (`[C_out]`): `[B, H_out, W_out, C_out]`. No handwritten backward: under autodiff this
+    /// default (Burn's `conv2d` between permutes) records Burn's own graph.
+    fn vheat_conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        conv3x3_reference::<Self>(x, weight, bias, stride)
+    }
+
+    /// `IDCT2D(DCT2D(x) ⊙ decay)` for a channels-last map `x` (`[B, H, W, C]`), `decay`
+    /// (`[H, W, C]`) and the orthonormal DCT-II matrices `dct_h` (`[H, H]`) and `dct_w`
+    /// (`[W, W]`); the inverse transforms are their transposes.
+    fn vheat_diffuse(
+        x: FloatTensor<Self>,
+        decay: FloatTensor<Self>,
+        dct_h: FloatTensor<Self>,
+        dct_w: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        diffuse_reference::<Self>(x, decay, dct_h, dct_w).0
+    }
+
+    /// As [`HostKernels::vheat_diffuse`], also returning the spectrum `DCT2D(x)` that the
+    /// backward pass needs.
+    fn vheat_diffuse_keeping_spectrum(
+        x: FloatTensor<Self>,
+        decay: FloatTensor<Self>,
+        dct_h: FloatTensor<Self>,
+        dct_w: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        diffuse_reference::<Self>(x, decay, dct_h, dct_w)
+    }
+
+    /// `(∂L/∂x, ∂L/∂decay)` of [`HostKernels::vheat_diffuse`]: the same diffusion of `grad`,
+    /// and `Σ_b spectrum[b] ⊙ DCT2D(grad)[b]`.
+    fn vheat_diffuse_backward(
+        grad: FloatTensor<Self>,
+        decay: FloatTensor<Self>,
+        dct_h: FloatTensor<Self>,
+        dct_w: FloatTensor<Self>,
+        spectrum: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        diffuse_backward_reference::<Self>(grad, decay, dct_h, dct_w, spectrum)
+    }
+
     /// `(dx, dweight, dbias)` of [`vheat_dwconv3x3`](Self::vheat_dwconv3x3) for the output
     /// gradient `grad` (`[B, H, W, C]`).
     fn vheat_dwconv3x3_backward(
@@ -245,6 +293,85 @@ pub(super) fn silu_gate_backward_reference<B: Backend>(
 }
 
 /// The channels-last depthwise convolution in Burn's operators: NCHW `conv2d` between permutes.
+/// `matrix` (`[n, n]`) applied along axis `axis` (1 or 2) of a `[B, H, W, C]` map, in Burn's
+/// operators: the axes before it flattened into a batch, one broadcast batched product.
+fn along_axis<B: Backend>(
+    x: FloatTensor<B>,
+    axis: usize,
+    matrix: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let shape = x.shape();
+    let n = shape[axis];
+    let before: usize = (0..axis).map(|i| shape[i]).product();
+    let after: usize = (axis + 1..4).map(|i| shape[i]).product();
+    let view = B::float_reshape(x, Shape::new([before, n, after]));
+    let y = mix_along_reference::<B>(view, matrix);
+    B::float_reshape(y, shape)
+}
+
+/// `DCT2D` of a `[B, H, W, C]` map (`dct_h` along H, then `dct_w` along W).
+fn dct2d_reference<B: Backend>(
+    x: FloatTensor<B>,
+    dct_h: FloatTensor<B>,
+    dct_w: FloatTensor<B>,
+) -> FloatTensor<B> {
+    along_axis::<B>(along_axis::<B>(x, 1, dct_h), 2, dct_w)
+}
+
+/// The decay `[H, W, C]` times a `[B, H, W, C]` map, broadcast over the batch.
+fn times_decay<B: Backend>(x: FloatTensor<B>, decay: FloatTensor<B>) -> FloatTensor<B> {
+    let s = decay.shape();
+    B::float_mul(
+        x,
+        B::float_reshape(decay, Shape::new([1, s[0], s[1], s[2]])),
+    )
+}
+
+/// [`HostKernels::vheat_diffuse_keeping_spectrum`] in Burn's operators: `(y, DCT2D(x))`.
+pub(super) fn diffuse_reference<B: Backend>(
+    x: FloatTensor<B>,
+    decay: FloatTensor<B>,
+    dct_h: FloatTensor<B>,
+    dct_w: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let spectrum = dct2d_reference::<B>(x, dct_h.clone(), dct_w.clone());
+    let scaled = times_decay::<B>(spectrum.clone(), decay);
+    let y = dct2d_reference::<B>(scaled, B::float_transpose(dct_h), B::float_transpose(dct_w));
+    (y, spectrum)
+}
+
+/// [`HostKernels::vheat_diffuse_backward`] in Burn's operators.
+pub(super) fn diffuse_backward_reference<B: Backend>(
+    grad: FloatTensor<B>,
+    decay: FloatTensor<B>,
+    dct_h: FloatTensor<B>,
+    dct_w: FloatTensor<B>,
+    spectrum: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let s = decay.shape();
+    let g_hat = dct2d_reference::<B>(grad, dct_h.clone(), dct_w.clone());
+    let ddecay = B::float_reshape(
+        B::float_sum_dim(B::float_mul(g_hat.clone(), spectrum), 0),
+        Shape::new([s[0], s[1], s[2]]),
+    );
+    let scaled = times_decay::<B>(g_hat, decay);
+    let dx = dct2d_reference::<B>(scaled, B::float_transpose(dct_h), B::float_transpose(dct_w));
+    (dx, ddecay)
+}
+
+/// [`HostKernels::vheat_conv3x3`] in Burn's operators.
+pub(super) fn conv3x3_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    stride: usize,
+) -> FloatTensor<B> {
+    let nchw = B::float_permute(x, &[0, 3, 1, 2]);
+    let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
+    let y = B::conv2d(nchw, weight, Some(bias), options);
+    B::float_permute(y, &[0, 2, 3, 1])
+}
+
 pub(super) fn dwconv3x3_reference<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
@@ -537,6 +664,60 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
                 prep.finish((x, weight), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::vheat_dwconv3x3(x, weight, bias)),
+        }
+    }
+
+    fn vheat_diffuse(
+        x: FloatTensor<Self>,
+        decay: FloatTensor<Self>,
+        dct_h: FloatTensor<Self>,
+        dct_w: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct DiffuseBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 2> for DiffuseBackward {
+            /// The decay, the two bases and the forward pass's spectrum.
+            type State = (
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
+                let grad = grads.consume::<B>(&ops.node);
+                let (decay, dct_h, dct_w, spectrum) = ops.state;
+                let (dx, ddecay) = B::vheat_diffuse_backward(grad, decay, dct_h, dct_w, spectrum);
+                register::<B, 2>(grads, ids, [dx, ddecay]);
+            }
+        }
+
+        // The bases are constants: only `x` and `decay` are graph inputs.
+        let nodes = [x.node(), decay.node()];
+        let (x, decay) = (x.into_primitive(), decay.into_primitive());
+        let (dct_h, dct_w) = (dct_h.into_primitive(), dct_w.into_primitive());
+        match DiffuseBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, spectrum) = B::vheat_diffuse_keeping_spectrum(
+                    x,
+                    decay.clone(),
+                    dct_h.clone(),
+                    dct_w.clone(),
+                );
+                prep.finish((decay, dct_h, dct_w, spectrum), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_diffuse(x, decay, dct_h, dct_w)),
         }
     }
 }

@@ -13,10 +13,15 @@
 //! - [`silu_gate`]: `a · z · σ(z)`, the heat operator's gate, in one pass;
 //! - [`layer_norm`]: LayerNorm over the last (channel) axis;
 //! - [`depthwise_conv3x3_nhwc`]: the heat operator's depthwise 3×3 on a channels-last map;
+//! - [`conv3x3_nhwc`]: the stem's and downsamplings' dense strided 3×3 on a channels-last map,
+//!   patches built per task straight into the crate's matrix product (inference; under
+//!   autodiff it is Burn's convolution);
 //! - [`linear`] and [`linear_out_in`]: the projections `x·W + b` (the heat operator's
 //!   linears, the MLP's 1×1 convolutions), through a matrix product written for their short
 //!   inner dimension (see `gemm.rs`);
-//! - [`mix_along`]: a matrix applied along one axis, which is how the heat operator's DCTs run.
+//! - [`mix_along`]: a matrix applied along one axis, which is how the heat operator's DCTs run;
+//! - [`diffuse`]: the heat operator's whole diffusion `IDCT2D(DCT2D(x) ⊙ decay)` in one pass
+//!   per axis, whose backward is the same diffusion of the gradient plus `∂/∂decay`.
 //!
 //! Each is a Burn backend extension ([`HostKernels`]) with a handwritten backward pass, so on
 //! `Autodiff<Flex>` a training step records one graph node per call and its backward runs the
@@ -29,7 +34,9 @@
 //! detected ISA and on the forced portable path.
 
 mod activation;
+mod conv;
 mod depthwise;
+mod diffusion;
 #[cfg(feature = "flex")]
 mod flex;
 mod gemm;
@@ -186,6 +193,45 @@ pub fn depthwise_conv3x3_nhwc(
     ))
 }
 
+/// A dense 3×3 convolution with padding 1 and stride `stride` of a channels-last map `x`
+/// (`[B, H, W, C_in]`), with `weight` in PyTorch's layout `[C_out, C_in, 3, 3]`: the
+/// channels-last `[B, H_out, W_out, C_out]` result, `H_out = (H − 1) / stride + 1`.
+///
+/// On plain flex (inference) it runs through the crate's matrix product with the patches built
+/// from the map as it is; under autodiff and on every other backend it is Burn's `conv2d`
+/// between permutes.
+///
+/// # Panics
+/// If `weight` is not `[C_out, C_in, 3, 3]` for the map's `C_in`, `bias` not `[C_out]`, or
+/// `stride` is 0.
+pub fn conv3x3_nhwc(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+) -> Tensor<4> {
+    let [_, _, _, c_in] = x.dims();
+    let [c_out, w_in, kh, kw] = weight.dims();
+    assert!(stride > 0, "convolution stride 0");
+    assert_eq!([w_in, kh, kw], [c_in, 3, 3], "3×3 convolution weight");
+    if let Some(bias) = &bias {
+        assert_eq!(bias.dims(), [c_out], "convolution bias");
+    }
+    let plain = x.device().without_autodiff() == x.device();
+    if !(plain && on_host(&x) && on_host(&weight) && bias.as_ref().is_none_or(on_host)) {
+        let options = burn::tensor::ops::ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
+        return burn::tensor::module::conv2d(x.permute([0, 3, 1, 2]), weight, bias, options)
+            .permute([0, 2, 3, 1]);
+    }
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([c_out], &x.device()));
+    Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_conv3x3(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+    ))
+}
+
 /// `x · weight + bias` over the last axis (`[…, K]` → `[…, N]`) with `weight` `[K, N]`, as
 /// `burn::tensor::module::linear`; through the host product on the fast path (forward and
 /// backward), Burn's elsewhere.
@@ -247,6 +293,51 @@ pub fn mix_along(x: Tensor<3>, matrix: Tensor<2>) -> Tensor<3> {
         x.into_dispatch(),
         matrix.into_dispatch(),
     ))
+}
+
+/// `IDCT2D(DCT2D(x) ⊙ decay)`: the heat operator's diffusion of a channels-last map `x`
+/// (`[B, H, W, C]`) with `decay` (`[H, W, C]`, broadcast over the batch), given the orthonormal
+/// DCT-II matrices `dct_h` (`[H, H]`) and `dct_w` (`[W, W]`); the inverse transforms are their
+/// transposes.
+///
+/// On the host fast path (both axes at most 256 long) the transforms along W and the decay
+/// between them run on one row of the map at a time (see `diffusion.rs`), and under autodiff
+/// the whole diffusion is one graph node whose backward is the same diffusion of the gradient,
+/// plus `∂L/∂decay = Σ_b DCT2D(x)[b] ⊙ DCT2D(∂L/∂y)[b]`. Elsewhere it is four batched matrix
+/// products and a broadcast product in Burn's operators.
+///
+/// # Panics
+/// If the shapes do not agree as above.
+pub fn diffuse(x: Tensor<4>, decay: Tensor<3>, dct_h: Tensor<2>, dct_w: Tensor<2>) -> Tensor<4> {
+    let [_, h, w, c] = x.dims();
+    assert_eq!(decay.dims(), [h, w, c], "diffusion decay");
+    assert_eq!(dct_h.dims(), [h, h], "diffusion basis along H");
+    assert_eq!(dct_w.dims(), [w, w], "diffusion basis along W");
+    let host = [
+        on_host(&x),
+        on_host(&decay),
+        on_host(&dct_h),
+        on_host(&dct_w),
+    ];
+    if host.iter().all(|&on| on) && diffusion::fits(x.dims()) {
+        return Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_diffuse(
+            x.into_dispatch(),
+            decay.into_dispatch(),
+            dct_h.into_dispatch(),
+            dct_w.into_dispatch(),
+        ));
+    }
+    let along = |x: Tensor<4>, axis: usize, matrix: Tensor<2>| {
+        let dims = x.dims();
+        let before: usize = dims[..axis].iter().product();
+        let after: usize = dims[axis + 1..].iter().product();
+        let m: Tensor<3> = matrix.unsqueeze();
+        m.matmul(x.reshape([before, dims[axis], after]))
+            .reshape(dims)
+    };
+    let spectrum = along(along(x, 1, dct_h.clone()), 2, dct_w.clone());
+    let scaled = spectrum * decay.unsqueeze::<4>();
+    along(along(scaled, 1, dct_h.transpose()), 2, dct_w.transpose())
 }
 
 #[cfg(all(test, feature = "flex"))]

@@ -29,6 +29,8 @@ pub(crate) enum Orientation {
     AsIs,
     /// The tensor is `Bᵀ` (`n × k`, row-major).
     Transposed,
+    /// The tensor is a 3×3 convolution's `[C_out, C_in, 3, 3]` weight (see `conv.rs`).
+    Conv3x3,
 }
 
 struct Entry {

@@ -4,7 +4,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use super::stem::norm_nchw;
+use super::stem::conv_nhwc;
 
 /// `conv3×3 s2 (no bias) → LayerNorm`, `[B, C, H, W]` → `[B, C', ⌈H/2⌉, ⌈W/2⌉]`
 /// (the reference's `make_downsample`).
@@ -31,6 +31,9 @@ impl Downsample {
 
     /// NCHW in, NCHW out at half the resolution (rounded up).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        norm_nchw(&self.norm, self.conv.forward(x))
+        // Channels-last inside: the stage's blocks hand over a permuted view of a channels-last
+        // map, which this reads without a copy.
+        let y = conv_nhwc(&self.conv, x.permute([0, 2, 3, 1]));
+        crate::kernels::layer_norm(y, &self.norm).permute([0, 3, 1, 2])
     }
 }

@@ -28,6 +28,26 @@ pub(crate) fn norm_nchw(norm: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
     crate::kernels::layer_norm(x.permute([0, 2, 3, 1]), norm).permute([0, 3, 1, 2])
 }
 
+/// `conv` (a Burn `Conv2d`) applied to a channels-last map `[B, H, W, C]`, giving a
+/// channels-last map. A dense 3×3 with padding 1 and equal strides (every convolution of the
+/// stem and the downsamplings) goes through [`crate::kernels::conv3x3_nhwc`], which on the CPU
+/// reads the map as it is; any other convolution runs Burn's between permutes.
+pub(crate) fn conv_nhwc(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [stride_h, stride_w] = conv.stride;
+    let plain_3x3 = conv.kernel_size == [3, 3]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+        && conv.padding == PaddingConfig2d::Explicit(1, 1, 1, 1)
+        && stride_h == stride_w
+        && stride_h > 0;
+    if plain_3x3 {
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        crate::kernels::conv3x3_nhwc(x, conv.weight.val(), bias, stride_h)
+    } else {
+        conv.forward(x.permute([0, 3, 1, 2])).permute([0, 2, 3, 1])
+    }
+}
+
 /// Output side length of a 3×3, stride-2, padding-1 convolution.
 pub const fn halve(n: usize) -> usize {
     n.div_ceil(2)
@@ -65,9 +85,12 @@ impl Stem {
         } else {
             x.cast(burn::tensor::FloatDType::from(dtype))
         };
-        let x = norm_nchw(&self.norm1, self.conv1.forward(x));
-        let x = crate::kernels::gelu(x);
-        norm_nchw(&self.norm2, self.conv2.forward(x))
+        // Channels-last inside (the norms run over channels, the convolutions read the map as
+        // it is); NCHW out.
+        let x = conv_nhwc(&self.conv1, x.permute([0, 2, 3, 1]));
+        let x = crate::kernels::gelu(crate::kernels::layer_norm(x, &self.norm1));
+        let x = conv_nhwc(&self.conv2, x);
+        crate::kernels::layer_norm(x, &self.norm2).permute([0, 3, 1, 2])
     }
 
     /// The downsampling factor from image to the last of `num_stages` stages:

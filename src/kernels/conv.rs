@@ -1,0 +1,181 @@
+//! A dense 3×3 convolution (padding 1, any stride) of a channels-last map on the host: the
+//! stem's and the downsamplings' convolutions.
+//!
+//! Burn's flex backend convolves NCHW maps only, so a channels-last model paid a permute copy
+//! on each side of every such convolution, plus Burn's own unfold. Here the product runs
+//! through the crate's matrix product (`gemm.rs`) with the patches built per task straight
+//! from the channels-last map (each tap is `C_in` contiguous values), so the full patch matrix
+//! never exists and neither side is permuted. The weight, stored like PyTorch's
+//! `[C_out, C_in, 3, 3]`, is packed once per live buffer as the product's right operand, with
+//! rows in (tap row, tap column, input channel) order.
+
+use std::borrow::Cow;
+
+use super::gemm::{gemm_with, PackedB};
+
+/// `[B, H, W, C]`.
+pub(crate) type Dims = [usize; 4];
+
+/// The output side of a 3×3 convolution with padding 1 and stride `stride` over `side` values.
+pub(crate) fn output_side(side: usize, stride: usize) -> usize {
+    (side + 2 - 3) / stride + 1
+}
+
+/// The product's right operand for a weight in PyTorch's layout `[C_out, C_in, 3, 3]`:
+/// `B[(ky·3 + kx)·C_in + ci, co] = w[co, ci, ky, kx]`.
+pub(crate) fn pack_weight(w: &[f32], c_out: usize, c_in: usize) -> PackedB {
+    let k = 9 * c_in;
+    assert!(w.len() >= c_out * k);
+    let mut rows = vec![0.0f32; k * c_out];
+    for co in 0..c_out {
+        for ci in 0..c_in {
+            for t in 0..9 {
+                rows[(t * c_in + ci) * c_out + co] = w[(co * c_in + ci) * 9 + t];
+            }
+        }
+    }
+    PackedB::from_row_major(&rows, k, c_out)
+}
+
+/// `y[b, oy, ox, co] = bias[co] + Σ_{ky, kx, ci} w[co, ci, ky, kx] · x[b, s·oy + ky − 1,
+/// s·ox + kx − 1, ci]` with `x` zero outside the map, for `x` `[B, H, W, C_in]` row-major and
+/// the weight packed by [`pack_weight`]; returns `y` (`[B, H_out, W_out, C_out]`) and its
+/// dimensions.
+///
+/// # Panics
+/// If `x` is shorter than `dims` say, the weight was packed for another `C_in`, or `stride` is 0.
+pub(crate) fn conv3x3(
+    x: &[f32],
+    dims: Dims,
+    weight: &PackedB,
+    bias: Option<&[f32]>,
+    stride: usize,
+) -> (Vec<f32>, Dims) {
+    let [b, h, w, c_in] = dims;
+    assert!(stride > 0 && x.len() >= b * h * w * c_in);
+    let k = 9 * c_in;
+    assert_eq!(weight.inner(), k, "weight packed for another channel count");
+    let (ho, wo) = (output_side(h, stride), output_side(w, stride));
+    let c_out = weight.cols();
+    let m = b * ho * wo;
+    let mut y = vec![0.0f32; m * c_out];
+    gemm_with(m, weight, bias, &mut y, |row0, rows| {
+        let mut patches = vec![0.0f32; rows * k];
+        for (r, patch) in patches.chunks_exact_mut(k.max(1)).enumerate() {
+            let index = row0 + r;
+            let (item, oy, ox) = (index / (ho * wo), index / wo % ho, index % wo);
+            for ky in 0..3 {
+                let Some(iy) = (oy * stride + ky).checked_sub(1).filter(|&iy| iy < h) else {
+                    continue;
+                };
+                for kx in 0..3 {
+                    let Some(ix) = (ox * stride + kx).checked_sub(1).filter(|&ix| ix < w) else {
+                        continue;
+                    };
+                    let src = ((item * h + iy) * w + ix) * c_in;
+                    let t = ky * 3 + kx;
+                    patch[t * c_in..(t + 1) * c_in].copy_from_slice(&x[src..src + c_in]);
+                }
+            }
+        }
+        Cow::Owned(patches)
+    });
+    (y, [b, ho, wo, c_out])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A small linear congruential sequence in [−1, 1): deterministic, no dependency.
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// The definition, in float64, on the NHWC map.
+    fn reference(
+        x: &[f32],
+        dims: Dims,
+        w: &[f32],
+        bias: &[f32],
+        c_out: usize,
+        s: usize,
+    ) -> Vec<f64> {
+        let [b, h, wd, c_in] = dims;
+        let (ho, wo) = (output_side(h, s), output_side(wd, s));
+        let mut y = vec![0.0f64; b * ho * wo * c_out];
+        for item in 0..b {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    for co in 0..c_out {
+                        let mut acc = bias[co] as f64;
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) =
+                                    ((oy * s + ky) as isize - 1, (ox * s + kx) as isize - 1);
+                                if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= wd {
+                                    continue;
+                                }
+                                for ci in 0..c_in {
+                                    let xv = x
+                                        [((item * h + iy as usize) * wd + ix as usize) * c_in + ci];
+                                    acc +=
+                                        w[((co * c_in + ci) * 3 + ky) * 3 + kx] as f64 * xv as f64;
+                                }
+                            }
+                        }
+                        y[((item * ho + oy) * wo + ox) * c_out + co] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_float64_on_every_path_stride_and_odd_size() {
+        let _one = crate::kernels::isa::tests_lock();
+        for portable in [false, true] {
+            crate::kernels::isa::force_portable(portable);
+            for &(dims, c_out, stride) in &[
+                ([1, 1, 1, 1], 1, 2),
+                ([2, 7, 5, 3], 8, 2),
+                ([1, 9, 9, 16], 40, 2),
+                ([3, 6, 8, 5], 33, 1),
+                ([1, 4, 4, 2], 3, 3),
+            ] {
+                let [b, h, w, c_in] = dims;
+                let x = values(b * h * w * c_in, 1);
+                let wt = values(c_out * c_in * 9, 2);
+                let bias = values(c_out, 3);
+                let want = reference(&x, dims, &wt, &bias, c_out, stride);
+                let (got, out_dims) = conv3x3(
+                    &x,
+                    dims,
+                    &pack_weight(&wt, c_out, c_in),
+                    Some(&bias),
+                    stride,
+                );
+                assert_eq!(
+                    out_dims,
+                    [b, output_side(h, stride), output_side(w, stride), c_out]
+                );
+                // Sums of at most 9·C_in + 1 products of values below 1 (see gemm's test).
+                let tol = 1e-6 * (1.0 + 9.0 * c_in as f64);
+                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g as f64 - w).abs() <= tol,
+                        "{dims:?} s{stride} [{i}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
+        crate::kernels::isa::force_portable(false);
+    }
+}
