@@ -25,6 +25,7 @@ use super::grad::{
     HostKernels,
 };
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
+use super::mlp::{mlp, worth_fusing};
 use super::packed_cache::{packed, Orientation};
 use super::CHUNK;
 
@@ -412,6 +413,34 @@ impl HostKernels for Flex {
             Some(&values(&bias)),
             stride,
         );
+        tensor(y, dims)
+    }
+
+    fn vheat_mlp(
+        x: FloatTensor<Self>,
+        fc1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        fc2: FloatTensor<Self>,
+        b2: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (m, c) = rows_and_inner(&x);
+        let (s1, s2) = (fc1.shape(), fc2.shape());
+        let fits = is_f32(&[&x, &fc1, &b1, &fc2, &b2])
+            && s1.num_dims() == 2
+            && s2.num_dims() == 2
+            && s1[1] == c
+            && s2[1] == s1[0]
+            && b1.shape().to_vec() == [s1[0]]
+            && b2.shape().to_vec() == [s2[0]];
+        if !fits || !worth_fusing(m, c, rayon::current_num_threads()) {
+            let hidden = Self::vheat_gelu(Self::vheat_linear(x, fc1, b1, true));
+            return Self::vheat_linear(hidden, fc2, b2, true);
+        }
+        let (hidden, w1) = packed_weight(&fc1, c, true);
+        let (n, w2) = packed_weight(&fc2, hidden, true);
+        let y = mlp(&values(&x), m, &w1, &values(&b1), &w2, &values(&b2));
+        let mut dims = x.shape().to_vec();
+        *dims.last_mut().expect("rank ≥ 1") = n;
         tensor(y, dims)
     }
 }

@@ -148,6 +148,28 @@ pub(crate) fn gemm_with<'a>(
         });
 }
 
+/// `out = A·B + bias` on the calling thread (no tasks): for callers that already split the
+/// work, such as the fused MLP.
+pub(crate) fn gemm_serial(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, out: &mut [f32]) {
+    let (k, n) = (b.k, b.n);
+    assert!(a.len() >= m * k && out.len() >= m * n, "gemm operand sizes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in out[..m * n].chunks_exact_mut(n) {
+            match bias {
+                Some(bias) => row.copy_from_slice(bias),
+                None => row.fill(0.0),
+            }
+        }
+        return;
+    }
+    let shared = SharedOut(out.as_mut_ptr());
+    // SAFETY: `out` holds the m × n result (asserted) and is borrowed mutably here alone.
+    unsafe { gemm_block(active(), a, m, b, bias, 0..b.panels(), shared, 0) };
+}
+
 /// Fewest rows of A per task in [`gemm`].
 const MIN_TASK_ROWS: usize = 64;
 

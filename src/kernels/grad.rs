@@ -112,6 +112,20 @@ pub trait HostKernels: Backend {
         dwconv3x3_reference::<Self>(x, weight, bias)
     }
 
+    /// The block's MLP, `GELU(x·fc1ᵀ + b1)·fc2ᵀ + b2`, with both weights in PyTorch's
+    /// `[out, in]` layout. No handwritten backward: under autodiff this default (the two
+    /// projections and GELU as separate operations) records their graph nodes.
+    fn vheat_mlp(
+        x: FloatTensor<Self>,
+        fc1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        fc2: FloatTensor<Self>,
+        b2: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let hidden = Self::vheat_gelu(Self::vheat_linear(x, fc1, b1, true));
+        Self::vheat_linear(hidden, fc2, b2, true)
+    }
+
     /// A dense 3×3 convolution, padding 1, stride `stride`, of a channels-last map `x`
     /// (`[B, H, W, C_in]`) with `weight` in PyTorch's layout `[C_out, C_in, 3, 3]` and `bias`
     /// (`[C_out]`): `[B, H_out, W_out, C_out]`. No handwritten backward: under autodiff this

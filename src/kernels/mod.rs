@@ -19,6 +19,8 @@
 //! - [`linear`] and [`linear_out_in`]: the projections `x·W + b` (the heat operator's
 //!   linears, the MLP's 1×1 convolutions), through a matrix product written for their short
 //!   inner dimension (see `gemm.rs`);
+//! - [`mlp_out_in`]: the block's MLP `fc2(GELU(fc1(x)))` in one pass over row chunks
+//!   (inference), its hidden activations never written to memory;
 //! - [`mix_along`]: a matrix applied along one axis, which is how the heat operator's DCTs run;
 //! - [`diffuse`]: the heat operator's whole diffusion `IDCT2D(DCT2D(x) ⊙ decay)` in one pass
 //!   per axis, whose backward is the same diffusion of the gradient plus `∂/∂decay`.
@@ -44,6 +46,7 @@ mod grad;
 pub mod isa;
 mod layer_norm;
 mod math;
+mod mlp;
 #[cfg(feature = "flex")]
 mod packed_cache;
 
@@ -275,6 +278,46 @@ fn projection<const D: usize>(
         weight.into_dispatch(),
         bias.into_dispatch(),
         out_in,
+    ))
+}
+
+/// The block's MLP, `linear_out_in(gelu(linear_out_in(x, fc1, b1)), fc2, b2)`, with both
+/// weights in PyTorch's `[out, in]` layout.
+///
+/// On plain flex (inference) with enough rows it is one pass over chunks of rows: each chunk's
+/// hidden activations live in a reused per-thread buffer, never in a tensor (see `mlp.rs`);
+/// the result is the same as the composition, bit for bit. Under autodiff, with few rows and on
+/// other backends it is the composition.
+///
+/// # Panics
+/// If the shapes do not chain (`fc1` `[H, C]`, `b1` `[H]`, `fc2` `[N, H]`, `b2` `[N]`).
+pub fn mlp_out_in<const D: usize>(
+    x: Tensor<D>,
+    fc1: Tensor<2>,
+    b1: Tensor<1>,
+    fc2: Tensor<2>,
+    b2: Tensor<1>,
+) -> Tensor<D> {
+    let ([h, c], [n, h2]) = (fc1.dims(), fc2.dims());
+    assert!(x.dims()[D - 1] == c && h2 == h, "MLP shapes");
+    assert!(b1.dims() == [h] && b2.dims() == [n], "MLP biases");
+    let plain = x.device().without_autodiff() == x.device();
+    let host = [
+        on_host(&x),
+        on_host(&fc1),
+        on_host(&b1),
+        on_host(&fc2),
+        on_host(&b2),
+    ];
+    if !(plain && host.iter().all(|&on| on)) {
+        return linear_out_in(gelu(linear_out_in(x, fc1, Some(b1))), fc2, Some(b2));
+    }
+    Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_mlp(
+        x.into_dispatch(),
+        fc1.into_dispatch(),
+        b1.into_dispatch(),
+        fc2.into_dispatch(),
+        b2.into_dispatch(),
     ))
 }
 

@@ -29,6 +29,14 @@ impl Mlp {
 
     /// `[B, H, W, C]` → `[B, H, W, C]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.fc2.forward(crate::kernels::gelu(self.fc1.forward(x)))
+        let [h, c, _, _] = self.fc1.weight.dims();
+        let [n, _, _, _] = self.fc2.weight.dims();
+        crate::kernels::mlp_out_in(
+            x,
+            self.fc1.weight.val().reshape([h, c]),
+            self.fc1.bias.val(),
+            self.fc2.weight.val().reshape([n, h]),
+            self.fc2.bias.val(),
+        )
     }
 }
