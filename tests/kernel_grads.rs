@@ -356,8 +356,8 @@ fn check_diffuse() {
     }
 }
 
-/// The dense 3×3 convolution has a host path in inference only: values on the plain device
-/// against Burn's `conv2d` in float64 and float32 (under autodiff it is Burn's own).
+/// The dense 3×3 convolution: values on the plain device (its inference path) and values and
+/// gradients under autodiff, against Burn's `conv2d` in float64 and float32.
 fn check_conv3x3() {
     for &(b, h, w, c_in, c_out, stride) in &[
         (2, 9, 7, 3, 8, 2),
@@ -397,6 +397,39 @@ fn check_conv3x3() {
         // Sums of 9·C_in ≤ 144 products of O(1)·O(0.5) values: float32 accumulation in another
         // order than Burn's.
         assert!(e64 < 1e-5 && e32 < 2e-5, "conv3x3: {e64:e} / {e32:e}");
+        let up = random(
+            [b, (h - 1) / stride + 1, (w - 1) / stride + 1, c_out],
+            1.0,
+            43,
+        );
+        let (g64, g32) = compare(
+            &[x, weight, bias.reshape([1, 1, 1, c_out])],
+            &up,
+            |t| {
+                vheat::kernels::conv3x3_nhwc(
+                    t[0].clone(),
+                    t[1].clone(),
+                    Some(t[2].clone().reshape([c_out])),
+                    stride,
+                )
+            },
+            |t| {
+                conv2d(
+                    t[0].clone().permute([0, 3, 1, 2]),
+                    t[1].clone(),
+                    Some(t[2].clone().reshape([c_out])),
+                    ConvOptions::new([stride, stride], [1, 1], [1, 1], 1),
+                )
+                .permute([0, 2, 3, 1])
+            },
+        );
+        eprintln!("conv3x3 training: vs f64 {g64:.2e}, vs Burn f32 {g32:.2e}");
+        // As above for values; the input gradient sums ≤ 9·C_out ≤ 360 products, the weight's
+        // and bias's B·H_out·W_out ≤ 40 (same bound).
+        assert!(
+            g64 < 2e-5 && g32 < 4e-5,
+            "conv3x3 training: {g64:e} / {g32:e}"
+        );
     }
 }
 

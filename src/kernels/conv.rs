@@ -11,7 +11,9 @@
 
 use std::borrow::Cow;
 
-use super::gemm::{gemm_with, PackedB};
+use rayon::prelude::*;
+
+use super::gemm::{gemm, gemm_with, PackedB};
 
 /// `[B, H, W, C]`.
 pub(crate) type Dims = [usize; 4];
@@ -60,27 +62,128 @@ pub(crate) fn conv3x3(
     let m = b * ho * wo;
     let mut y = vec![0.0f32; m * c_out];
     gemm_with(m, weight, bias, &mut y, |row0, rows| {
-        let mut patches = vec![0.0f32; rows * k];
-        for (r, patch) in patches.chunks_exact_mut(k.max(1)).enumerate() {
-            let index = row0 + r;
-            let (item, oy, ox) = (index / (ho * wo), index / wo % ho, index % wo);
-            for ky in 0..3 {
-                let Some(iy) = (oy * stride + ky).checked_sub(1).filter(|&iy| iy < h) else {
-                    continue;
-                };
-                for kx in 0..3 {
-                    let Some(ix) = (ox * stride + kx).checked_sub(1).filter(|&ix| ix < w) else {
-                        continue;
-                    };
-                    let src = ((item * h + iy) * w + ix) * c_in;
-                    let t = ky * 3 + kx;
-                    patch[t * c_in..(t + 1) * c_in].copy_from_slice(&x[src..src + c_in]);
+        let mut rows_of_patches = vec![0.0f32; rows * k];
+        patches(x, dims, stride, row0, &mut rows_of_patches);
+        Cow::Owned(rows_of_patches)
+    });
+    (y, [b, ho, wo, c_out])
+}
+
+/// Rows `row0..` of the patch matrix (one row per output pixel, `9·C_in` values in (tap row,
+/// tap column, channel) order, zero where the tap falls outside the map), as many as `out`
+/// holds.
+fn patches(x: &[f32], dims: Dims, stride: usize, row0: usize, out: &mut [f32]) {
+    let [_, h, w, c_in] = dims;
+    let (ho, wo) = (output_side(h, stride), output_side(w, stride));
+    let k = 9 * c_in;
+    for (r, patch) in out.chunks_exact_mut(k.max(1)).enumerate() {
+        let index = row0 + r;
+        let (item, oy, ox) = (index / (ho * wo), index / wo % ho, index % wo);
+        for ky in 0..3 {
+            let iy = (oy * stride + ky).checked_sub(1).filter(|&iy| iy < h);
+            for kx in 0..3 {
+                let t = ky * 3 + kx;
+                let dst = &mut patch[t * c_in..(t + 1) * c_in];
+                let ix = (ox * stride + kx).checked_sub(1).filter(|&ix| ix < w);
+                match (iy, ix) {
+                    (Some(iy), Some(ix)) => {
+                        let src = ((item * h + iy) * w + ix) * c_in;
+                        dst.copy_from_slice(&x[src..src + c_in]);
+                    }
+                    _ => dst.fill(0.0),
                 }
             }
         }
-        Cow::Owned(patches)
-    });
-    (y, [b, ho, wo, c_out])
+    }
+}
+
+/// The whole patch matrix of `x` (`B·H_out·W_out × 9·C_in`), built in parallel: the left
+/// operand of the weight gradient.
+pub(crate) fn patch_matrix(x: &[f32], dims: Dims, stride: usize) -> Vec<f32> {
+    let [b, h, w, c_in] = dims;
+    let m = b * output_side(h, stride) * output_side(w, stride);
+    let k = 9 * c_in;
+    let mut out = vec![0.0f32; m * k];
+    let rows_per_task = 64;
+    out.par_chunks_mut((rows_per_task * k).max(1))
+        .enumerate()
+        .for_each(|(t, chunk)| patches(x, dims, stride, t * rows_per_task, chunk));
+    out
+}
+
+/// The backward product's right operand: `Wᵀ` of the patch product, `B[co, (ky·3 + kx)·C_in +
+/// ci] = w[co, ci, ky, kx]`, for `∂L/∂patches = g·B`.
+pub(crate) fn pack_weight_for_input_grad(w: &[f32], c_out: usize, c_in: usize) -> PackedB {
+    let k = 9 * c_in;
+    assert!(w.len() >= c_out * k);
+    let mut rows = vec![0.0f32; c_out * k];
+    for co in 0..c_out {
+        for ci in 0..c_in {
+            for t in 0..9 {
+                rows[co * k + t * c_in + ci] = w[(co * c_in + ci) * 9 + t];
+            }
+        }
+    }
+    PackedB::from_row_major(&rows, c_out, k)
+}
+
+/// `∂L/∂x` of [`conv3x3`] from `grad` (`[B, H_out, W_out, C_out]`), with the weight packed by
+/// [`pack_weight_for_input_grad`]: the patch gradients `grad·Wᵀ`, then each input value
+/// gathers the (at most nine) patch entries that read it, in tap order, so the sum's order is
+/// fixed.
+pub(crate) fn conv3x3_input_grad(
+    grad: &[f32],
+    dims: Dims,
+    weight_t: &PackedB,
+    stride: usize,
+) -> Vec<f32> {
+    let [b, h, w, c_in] = dims;
+    let (ho, wo) = (output_side(h, stride), output_side(w, stride));
+    let k = 9 * c_in;
+    let c_out = weight_t.inner();
+    assert_eq!(
+        weight_t.cols(),
+        k,
+        "weight packed for another channel count"
+    );
+    let m = b * ho * wo;
+    assert!(grad.len() >= m * c_out);
+    let mut dp = vec![0.0f32; m * k];
+    gemm(grad, m, weight_t, None, &mut dp);
+    let mut dx = vec![0.0f32; b * h * w * c_in];
+    dx.par_chunks_mut((w * c_in).max(1))
+        .enumerate()
+        .for_each(|(row, dx_row)| {
+            let (item, iy) = (row / h, row % h);
+            for ix in 0..w {
+                let dst = &mut dx_row[ix * c_in..(ix + 1) * c_in];
+                for ky in 0..3 {
+                    // Output row oy reads input row iy through tap ky when s·oy + ky − 1 = iy.
+                    let Some(oy) = (iy + 1).checked_sub(ky).filter(|v| v % stride == 0) else {
+                        continue;
+                    };
+                    let oy = oy / stride;
+                    if oy >= ho {
+                        continue;
+                    }
+                    for kx in 0..3 {
+                        let Some(ox) = (ix + 1).checked_sub(kx).filter(|v| v % stride == 0) else {
+                            continue;
+                        };
+                        let ox = ox / stride;
+                        if ox >= wo {
+                            continue;
+                        }
+                        let t = ky * 3 + kx;
+                        let src = ((item * ho + oy) * wo + ox) * k + t * c_in;
+                        for (d, &v) in dst.iter_mut().zip(&dp[src..src + c_in]) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        });
+    dx
 }
 
 #[cfg(test)]
@@ -177,5 +280,77 @@ mod tests {
             }
         }
         crate::kernels::isa::force_portable(false);
+    }
+
+    #[test]
+    fn input_and_patch_gradients_match_float64() {
+        for &(dims, c_out, stride) in &[
+            ([2, 7, 5, 3], 8, 2),
+            ([1, 6, 6, 16], 40, 2),
+            ([1, 5, 4, 4], 6, 1),
+            ([1, 1, 1, 2], 3, 2),
+        ] {
+            let [b, h, w, c_in] = dims;
+            let (ho, wo) = (output_side(h, stride), output_side(w, stride));
+            let x = values(b * h * w * c_in, 4);
+            let wt = values(c_out * c_in * 9, 5);
+            let g = values(b * ho * wo * c_out, 6);
+            // ∂L/∂x[b, iy, ix, ci] = Σ over outputs reading it through tap (ky, kx).
+            let mut want = vec![0.0f64; x.len()];
+            for item in 0..b {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) = (
+                                    (oy * stride + ky) as isize - 1,
+                                    (ox * stride + kx) as isize - 1,
+                                );
+                                if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                    continue;
+                                }
+                                for ci in 0..c_in {
+                                    let at =
+                                        ((item * h + iy as usize) * w + ix as usize) * c_in + ci;
+                                    for co in 0..c_out {
+                                        want[at] += g[((item * ho + oy) * wo + ox) * c_out + co]
+                                            as f64
+                                            * wt[((co * c_in + ci) * 3 + ky) * 3 + kx] as f64;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let packed = pack_weight_for_input_grad(&wt, c_out, c_in);
+            let got = conv3x3_input_grad(&g, dims, &packed, stride);
+            // Up to nine sums of C_out ≤ 40 products of values below 1.
+            let tol = 1e-6 * (1.0 + 9.0 * c_out as f64);
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= tol,
+                    "{dims:?} s{stride} dx[{i}]: {g} vs {w}"
+                );
+            }
+            // The patch matrix is the definition's operand: row (b, oy, ox), tap t, channel ci.
+            let p = patch_matrix(&x, dims, stride);
+            assert_eq!(p.len(), b * ho * wo * 9 * c_in);
+            let (oy, ox) = (ho - 1, wo - 1);
+            for t in 0..9 {
+                let (iy, ix) = (
+                    (oy * stride + t / 3) as isize - 1,
+                    (ox * stride + t % 3) as isize - 1,
+                );
+                let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
+                let row = ((b - 1) * ho + oy) * wo + ox;
+                let expect = if inside {
+                    x[(((b - 1) * h + iy as usize) * w + ix as usize) * c_in]
+                } else {
+                    0.0
+                };
+                assert_eq!(p[row * 9 * c_in + t * c_in], expect, "patch tap {t}");
+            }
+        }
     }
 }

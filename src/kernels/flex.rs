@@ -14,15 +14,17 @@ use rayon::prelude::*;
 use super::activation::{
     gelu_backward_slice, gelu_slice, silu_gate_backward_slice, silu_gate_slice,
 };
-use super::conv::{conv3x3, pack_weight};
+use super::conv::{
+    conv3x3, conv3x3_input_grad, pack_weight, pack_weight_for_input_grad, patch_matrix,
+};
 use super::depthwise::{dwconv3x3_backward, dwconv3x3_forward};
 use super::diffusion::{diffuse, diffuse_backward, fits};
 use super::gemm::{gemm, mix_along, PackedB, MIX_MAX_AXIS};
 use super::grad::{
-    conv3x3_reference, diffuse_backward_reference, diffuse_reference, dwconv3x3_backward_reference,
-    dwconv3x3_reference, layer_norm_backward_reference, linear_backward_reference,
-    linear_reference, linear_weight_grads, mix_along_reference, silu_gate_backward_reference,
-    HostKernels,
+    conv3x3_backward_reference, conv3x3_reference, diffuse_backward_reference, diffuse_reference,
+    dwconv3x3_backward_reference, dwconv3x3_reference, layer_norm_backward_reference,
+    linear_backward_reference, linear_reference, linear_weight_grads, mix_along_reference,
+    silu_gate_backward_reference, HostKernels,
 };
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
 use super::mlp::{mlp, worth_fusing};
@@ -442,5 +444,56 @@ impl HostKernels for Flex {
         let mut dims = x.shape().to_vec();
         *dims.last_mut().expect("rank ≥ 1") = n;
         tensor(y, dims)
+    }
+
+    fn vheat_conv3x3_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (xs, ws, gs) = (x.shape(), weight.shape(), grad.shape());
+        let fits = is_f32(&[&x, &weight, &grad])
+            && stride > 0
+            && xs.num_dims() == 4
+            && ws.num_dims() == 4
+            && gs.num_dims() == 4
+            && ws[1] == xs[3]
+            && ws[2] == 3
+            && ws[3] == 3
+            && gs.to_vec()
+                == [
+                    xs[0],
+                    super::conv::output_side(xs[1], stride),
+                    super::conv::output_side(xs[2], stride),
+                    ws[0],
+                ];
+        if !fits {
+            return conv3x3_backward_reference::<Self>(x, weight, grad, stride);
+        }
+        let (c_out, c_in) = (ws[0], ws[1]);
+        let dims = dims4(&x);
+        let g = values(&grad);
+        let packed = packed(&weight, Orientation::Conv3x3InputGrad, || {
+            pack_weight_for_input_grad(&values(&weight), c_out, c_in)
+        });
+        let dx = conv3x3_input_grad(&g, dims, &packed, stride);
+        // dW = patchesᵀ·g (and db = Σ g) through Burn's product, whose long inner dimension
+        // (every output pixel) it handles well; then [(tap, C_in), C_out] → [C_out, C_in, 3, 3].
+        let k = 9 * c_in;
+        let m = gs.num_elements() / c_out.max(1);
+        let patches = tensor(patch_matrix(&values(&x), dims, stride), [m, k]);
+        let (dw_kn, db) = linear_weight_grads::<Self>(patches, grad.clone(), false);
+        let dw_kn = values(&dw_kn);
+        let mut dw = vec![0.0f32; c_out * k];
+        for t in 0..9 {
+            for ci in 0..c_in {
+                let row = &dw_kn[(t * c_in + ci) * c_out..(t * c_in + ci + 1) * c_out];
+                for (co, &v) in row.iter().enumerate() {
+                    dw[(co * c_in + ci) * 9 + t] = v;
+                }
+            }
+        }
+        (tensor(dx, dims), tensor(dw, [c_out, c_in, 3, 3]), db)
     }
 }

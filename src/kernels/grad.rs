@@ -128,8 +128,7 @@ pub trait HostKernels: Backend {
 
     /// A dense 3×3 convolution, padding 1, stride `stride`, of a channels-last map `x`
     /// (`[B, H, W, C_in]`) with `weight` in PyTorch's layout `[C_out, C_in, 3, 3]` and `bias`
-    /// (`[C_out]`): `[B, H_out, W_out, C_out]`. No handwritten backward: under autodiff this
-    /// default (Burn's `conv2d` between permutes) records Burn's own graph.
+    /// (`[C_out]`): `[B, H_out, W_out, C_out]`.
     fn vheat_conv3x3(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -137,6 +136,17 @@ pub trait HostKernels: Backend {
         stride: usize,
     ) -> FloatTensor<Self> {
         conv3x3_reference::<Self>(x, weight, bias, stride)
+    }
+
+    /// `(∂L/∂x, ∂L/∂weight, ∂L/∂bias)` of [`HostKernels::vheat_conv3x3`] from `grad`
+    /// (`[B, H_out, W_out, C_out]`).
+    fn vheat_conv3x3_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        conv3x3_backward_reference::<Self>(x, weight, grad, stride)
     }
 
     /// `IDCT2D(DCT2D(x) ⊙ decay)` for a channels-last map `x` (`[B, H, W, C]`), `decay`
@@ -384,6 +394,23 @@ pub(super) fn conv3x3_reference<B: Backend>(
     let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
     let y = B::conv2d(nchw, weight, Some(bias), options);
     B::float_permute(y, &[0, 2, 3, 1])
+}
+
+/// [`HostKernels::vheat_conv3x3_backward`] in Burn's operators.
+pub(super) fn conv3x3_backward_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    stride: usize,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let c = weight.shape()[0];
+    let x = B::float_permute(x, &[0, 3, 1, 2]);
+    let g = B::float_permute(grad, &[0, 3, 1, 2]);
+    let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
+    let dx = B::conv2d_x_backward(x.clone(), weight.clone(), g.clone(), options.clone());
+    let dw = B::conv2d_weight_backward(x, weight, g.clone(), options);
+    let db = B::float_reshape(B::float_sum_dims(g, &[0, 2, 3]), Shape::new([c]));
+    (B::float_permute(dx, &[0, 2, 3, 1]), dw, db)
 }
 
 pub(super) fn dwconv3x3_reference<B: Backend>(
@@ -732,6 +759,51 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
                 prep.finish((decay, dct_h, dct_w, spectrum), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::vheat_diffuse(x, decay, dct_h, dct_w)),
+        }
+    }
+
+    fn vheat_conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Conv3x3Backward;
+
+        impl<B: Backend + HostKernels> Backward<B, 3> for Conv3x3Backward {
+            type State = (FloatTensor<B>, FloatTensor<B>, usize);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, weight, stride) = ops.state;
+                let (dx, dw, db) = B::vheat_conv3x3_backward(x, weight, grad, stride);
+                register::<B, 3>(grads, ids, [dx, dw, db]);
+            }
+        }
+
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let (x, weight, bias) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        );
+        match Conv3x3Backward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::vheat_conv3x3(x.clone(), weight.clone(), bias, stride);
+                prep.finish((x, weight, stride), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_conv3x3(x, weight, bias, stride)),
         }
     }
 }

@@ -14,8 +14,7 @@
 //! - [`layer_norm`]: LayerNorm over the last (channel) axis;
 //! - [`depthwise_conv3x3_nhwc`]: the heat operator's depthwise 3×3 on a channels-last map;
 //! - [`conv3x3_nhwc`]: the stem's and downsamplings' dense strided 3×3 on a channels-last map,
-//!   patches built per task straight into the crate's matrix product (inference; under
-//!   autodiff it is Burn's convolution);
+//!   patches built per task straight into the crate's matrix product, forward and backward;
 //! - [`linear`] and [`linear_out_in`]: the projections `x·W + b` (the heat operator's
 //!   linears, the MLP's 1×1 convolutions), through a matrix product written for their short
 //!   inner dimension (see `gemm.rs`);
@@ -200,9 +199,10 @@ pub fn depthwise_conv3x3_nhwc(
 /// (`[B, H, W, C_in]`), with `weight` in PyTorch's layout `[C_out, C_in, 3, 3]`: the
 /// channels-last `[B, H_out, W_out, C_out]` result, `H_out = (H − 1) / stride + 1`.
 ///
-/// On plain flex (inference) it runs through the crate's matrix product with the patches built
-/// from the map as it is; under autodiff and on every other backend it is Burn's `conv2d`
-/// between permutes.
+/// On flex it runs through the crate's matrix product with the patches built from the map as
+/// it is, with a handwritten backward under autodiff (the input gradient gathered from the
+/// patch gradients in a fixed order; the weight gradient from the patch matrix through Burn's
+/// product); on every other backend it is Burn's `conv2d` between permutes.
 ///
 /// # Panics
 /// If `weight` is not `[C_out, C_in, 3, 3]` for the map's `C_in`, `bias` not `[C_out]`, or
@@ -220,8 +220,7 @@ pub fn conv3x3_nhwc(
     if let Some(bias) = &bias {
         assert_eq!(bias.dims(), [c_out], "convolution bias");
     }
-    let plain = x.device().without_autodiff() == x.device();
-    if !(plain && on_host(&x) && on_host(&weight) && bias.as_ref().is_none_or(on_host)) {
+    if !(on_host(&x) && on_host(&weight) && bias.as_ref().is_none_or(on_host)) {
         let options = burn::tensor::ops::ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
         return burn::tensor::module::conv2d(x.permute([0, 3, 1, 2]), weight, bias, options)
             .permute([0, 2, 3, 1]);

@@ -31,6 +31,8 @@ pub(crate) enum Orientation {
     Transposed,
     /// The tensor is a 3×3 convolution's `[C_out, C_in, 3, 3]` weight (see `conv.rs`).
     Conv3x3,
+    /// The same weight as the input gradient's right operand (`conv.rs`).
+    Conv3x3InputGrad,
 }
 
 struct Entry {
