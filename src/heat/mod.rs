@@ -39,7 +39,8 @@
 //!
 //! This module provides the DCT bases ([`dct_basis`]), the decay base ([`decay_base`]) and its
 //! exponent ([`frequency_sq`]), and the transforms along any axis ([`dct_along`],
-//! [`idct_along`]) and over the two spatial axes of a channels-last map ([`dct2d`], [`idct2d`]).
+//! [`idct_along`]) and over the two spatial axes of a channels-last map ([`dct2d`], [`idct2d`]),
+//! and the whole diffusion `IDCT2D(DCT2D(x) ⊙ decay)` ([`diffuse`], one fused kernel on the CPU).
 //! Bases are built once per (size, device) and cached. Every transform is a plain tensor matmul,
 //! so autodiff flows through it.
 
