@@ -189,17 +189,7 @@ pub(crate) fn conv3x3_input_grad(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        // A small linear congruential sequence in [−1, 1): deterministic, no dependency.
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::test_values as values;
 
     /// The definition, in float64, on the NHWC map.
     fn reference(

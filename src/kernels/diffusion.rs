@@ -18,7 +18,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{mix_along, mix_panels, RowTiles, MIX_MAX_AXIS, NR};
+use super::gemm::{mix_along, mix_panels, RowTiles, SharedOut, MIX_MAX_AXIS, NR};
 use super::isa::active;
 
 /// `[B, H, W, C]`.
@@ -116,23 +116,26 @@ pub(crate) fn diffuse(
     let mut u = mix_along(x, [b, h, plane], dct_h, h);
     let mut spectrum = keep_spectrum.then(|| vec![0.0f32; u.len()]);
     if plane > 0 {
-        let task = |(index, row): (usize, &mut [f32]), spectrum: Option<&mut [f32]>| {
+        // Scratch (the row between the two products, a partial strip) once per worker, not
+        // once per row.
+        let scratch = || (vec![0.0f32; plane], Vec::new());
+        let task = |(tmp, strip): &mut (Vec<f32>, Vec<f32>),
+                    (index, row): (usize, &mut [f32]),
+                    spectrum: Option<&mut [f32]>| {
             let hh = index % h;
-            let mut tmp = vec![0.0f32; plane];
-            let mut strip = Vec::new();
             let decay = &decay[hh * plane..(hh + 1) * plane];
-            row_pass(&bases, row, c, decay, spectrum, &mut tmp, &mut strip);
+            row_pass(&bases, row, c, decay, spectrum, tmp, strip);
         };
         match spectrum.as_mut() {
             Some(spectrum) => u
                 .par_chunks_mut(plane)
                 .enumerate()
                 .zip(spectrum.par_chunks_mut(plane))
-                .for_each(|(row, spectrum)| task(row, Some(spectrum))),
+                .for_each_init(scratch, |s, (row, spectrum)| task(s, row, Some(spectrum))),
             None => u
                 .par_chunks_mut(plane)
                 .enumerate()
-                .for_each(|row| task(row, None)),
+                .for_each_init(scratch, |s, row| task(s, row, None)),
         }
     }
     // The inverse along H (`D_Hᵀ`).
@@ -164,7 +167,7 @@ pub(crate) fn diffuse_backward(
     let mut u = mix_along(grad, [b, h, plane], dct_h, h);
     let mut ddecay = vec![0.0f32; h * plane];
     if plane > 0 {
-        let shared = SharedRows(u.as_mut_ptr());
+        let shared = SharedOut(u.as_mut_ptr());
         // One task per row h, the items in order: a fixed order of the sum over the batch.
         ddecay
             .par_chunks_mut(plane)
@@ -202,18 +205,4 @@ pub(crate) fn diffuse_backward(
 /// The transpose of a square `n × n` row-major matrix.
 fn transpose(a: &[f32], n: usize) -> Vec<f32> {
     (0..n * n).map(|i| a[(i % n) * n + i / n]).collect()
-}
-
-/// A raw pointer to the rows of one map, shared by tasks that touch disjoint rows.
-#[derive(Clone, Copy)]
-struct SharedRows(*mut f32);
-// SAFETY: every task touches rows no other task touches (see `diffuse_backward`).
-unsafe impl Send for SharedRows {}
-// SAFETY: as above.
-unsafe impl Sync for SharedRows {}
-
-impl SharedRows {
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }

@@ -118,6 +118,19 @@ fn diffusion_dims(
     (shapes_agree && fits(dims)).then_some(dims)
 }
 
+/// Whether the dense 3×3 kernel takes `x` and `weight`: float32, `x` `[B, H, W, C_in]`,
+/// `weight` `[C_out, C_in, 3, 3]`, a stride of at least 1.
+fn conv3x3_fits(x: &FlexTensor, weight: &FlexTensor, stride: usize) -> bool {
+    let (xs, ws) = (x.shape(), weight.shape());
+    is_f32(&[x, weight])
+        && stride > 0
+        && xs.num_dims() == 4
+        && ws.num_dims() == 4
+        && ws[1] == xs[3]
+        && ws[2] == 3
+        && ws[3] == 3
+}
+
 fn dims4(t: &FlexTensor) -> [usize; 4] {
     let s = t.shape();
     [s[0], s[1], s[2], s[3]]
@@ -392,18 +405,13 @@ impl HostKernels for Flex {
         bias: FloatTensor<Self>,
         stride: usize,
     ) -> FloatTensor<Self> {
-        let (xs, ws) = (x.shape(), weight.shape());
-        let fits = is_f32(&[&x, &weight, &bias])
-            && stride > 0
-            && xs.num_dims() == 4
-            && ws.num_dims() == 4
-            && ws[1] == xs[3]
-            && ws[2] == 3
-            && ws[3] == 3
-            && bias.shape().to_vec() == [ws[0]];
+        let fits = conv3x3_fits(&x, &weight, stride)
+            && is_f32(&[&bias])
+            && bias.shape().to_vec() == [weight.shape()[0]];
         if !fits {
             return conv3x3_reference::<Self>(x, weight, bias, stride);
         }
+        let ws = weight.shape();
         let (c_out, c_in) = (ws[0], ws[1]);
         let packed = packed(&weight, Orientation::Conv3x3, || {
             pack_weight(&values(&weight), c_out, c_in)
@@ -453,14 +461,8 @@ impl HostKernels for Flex {
         stride: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (xs, ws, gs) = (x.shape(), weight.shape(), grad.shape());
-        let fits = is_f32(&[&x, &weight, &grad])
-            && stride > 0
-            && xs.num_dims() == 4
-            && ws.num_dims() == 4
-            && gs.num_dims() == 4
-            && ws[1] == xs[3]
-            && ws[2] == 3
-            && ws[3] == 3
+        let fits = conv3x3_fits(&x, &weight, stride)
+            && is_f32(&[&grad])
             && gs.to_vec()
                 == [
                     xs[0],

@@ -113,12 +113,7 @@ pub(crate) fn gemm_with<'a>(
         return;
     }
     if k == 0 {
-        for row in out.chunks_exact_mut(n) {
-            match bias {
-                Some(bias) => row.copy_from_slice(bias),
-                None => row.fill(0.0),
-            }
-        }
+        bias_only(&mut out[..m * n], n, bias);
         return;
     }
     let isa = active();
@@ -157,12 +152,7 @@ pub(crate) fn gemm_serial(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>
         return;
     }
     if k == 0 {
-        for row in out[..m * n].chunks_exact_mut(n) {
-            match bias {
-                Some(bias) => row.copy_from_slice(bias),
-                None => row.fill(0.0),
-            }
-        }
+        bias_only(&mut out[..m * n], n, bias);
         return;
     }
     let shared = SharedOut(out.as_mut_ptr());
@@ -170,12 +160,22 @@ pub(crate) fn gemm_serial(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>
     unsafe { gemm_block(active(), a, m, b, bias, 0..b.panels(), shared, 0) };
 }
 
+/// The product with an empty inner dimension: every row of `out` (`n` wide) is `bias`, or 0.
+fn bias_only(out: &mut [f32], n: usize, bias: Option<&[f32]>) {
+    for row in out.chunks_exact_mut(n) {
+        match bias {
+            Some(bias) => row.copy_from_slice(bias),
+            None => row.fill(0.0),
+        }
+    }
+}
+
 /// Fewest rows of A per task in [`gemm`].
 const MIN_TASK_ROWS: usize = 64;
 
 /// A raw pointer that tasks writing disjoint parts of one buffer can share.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+pub(crate) struct SharedOut(pub(crate) *mut f32);
 // SAFETY: every task writes a part of the buffer no other task touches (see `mix_along`).
 unsafe impl Send for SharedOut {}
 // SAFETY: as above.
@@ -183,7 +183,7 @@ unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
     /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    fn ptr(self) -> *mut f32 {
+    pub(crate) fn ptr(self) -> *mut f32 {
         self.0
     }
 }
@@ -448,16 +448,18 @@ fn tile_portable(
     }
 }
 
+/// The 8 × 32 tile's sums in sixteen registers (row `r`: `c[2r]`, `c[2r + 1]`), the terms
+/// added in order of `kk`: the loop both AVX-512 tile kernels share.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(
+#[inline]
+unsafe fn tile_sums_avx512(
     a: *const f32,
     lda: usize,
     b: *const f32,
     ldb: usize,
     kc: usize,
-    tile: &mut [f32; MR * NR],
-) {
+) -> [std::arch::x86_64::__m512; 2 * MR] {
     use std::arch::x86_64::*;
     let mut c = [_mm512_setzero_ps(); 2 * MR];
     for kk in 0..kc {
@@ -469,6 +471,21 @@ unsafe fn tile_avx512(
             c[2 * r + 1] = _mm512_fmadd_ps(av, b1, c[2 * r + 1]);
         }
     }
+    c
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    kc: usize,
+    tile: &mut [f32; MR * NR],
+) {
+    use std::arch::x86_64::*;
+    let c = tile_sums_avx512(a, lda, b, ldb, kc);
     let t = tile.as_mut_ptr();
     for r in 0..MR {
         _mm512_storeu_ps(t.add(r * NR), c[2 * r]);
@@ -495,16 +512,7 @@ unsafe fn tile_avx512_store(
     accumulate: bool,
 ) {
     use std::arch::x86_64::*;
-    let mut c = [_mm512_setzero_ps(); 2 * MR];
-    for kk in 0..kc {
-        let b0 = _mm512_loadu_ps(b.add(kk * NR));
-        let b1 = _mm512_loadu_ps(b.add(kk * NR + 16));
-        for r in 0..MR {
-            let av = _mm512_set1_ps(*a.add(r * lda + kk));
-            c[2 * r] = _mm512_fmadd_ps(av, b0, c[2 * r]);
-            c[2 * r + 1] = _mm512_fmadd_ps(av, b1, c[2 * r + 1]);
-        }
-    }
+    let c = tile_sums_avx512(a, lda, b, NR, kc);
     // Lanes of the two halves that hold real columns.
     let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
     let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
@@ -562,6 +570,7 @@ unsafe fn tile_avx2(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_values as values;
 
     /// `A·B + bias` in float64, straight from the definition.
     fn reference(a: &[f32], b: &[f32], bias: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
@@ -576,17 +585,6 @@ mod tests {
             }
         }
         c
-    }
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        // A small linear congruential sequence in [−1, 1): deterministic, no dependency.
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
     }
 
     #[test]

@@ -383,6 +383,40 @@ pub(super) fn diffuse_backward_reference<B: Backend>(
     (dx, ddecay)
 }
 
+/// A 3×3 convolution (padding 1, dilation 1) of a channels-last map in Burn's operators:
+/// `conv2d` between permutes.
+fn conv_nhwc_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    let nchw = B::float_permute(x, &[0, 3, 1, 2]);
+    let y = B::conv2d(nchw, weight, Some(bias), options);
+    B::float_permute(y, &[0, 2, 3, 1])
+}
+
+/// Its backward pass in Burn's operators (`conv2d`'s own backward functions).
+fn conv_nhwc_backward_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let c = weight.shape()[0];
+    let x = B::float_permute(x, &[0, 3, 1, 2]);
+    let g = B::float_permute(grad, &[0, 3, 1, 2]);
+    let dx = B::conv2d_x_backward(x.clone(), weight.clone(), g.clone(), options.clone());
+    let dw = B::conv2d_weight_backward(x, weight, g.clone(), options);
+    let db = B::float_reshape(B::float_sum_dims(g, &[0, 2, 3]), Shape::new([c]));
+    (B::float_permute(dx, &[0, 2, 3, 1]), dw, db)
+}
+
+/// Stride `stride`, padding 1, one group: the dense convolution's options.
+fn dense_options(stride: usize) -> ConvOptions<2> {
+    ConvOptions::new([stride, stride], [1, 1], [1, 1], 1)
+}
+
 /// [`HostKernels::vheat_conv3x3`] in Burn's operators.
 pub(super) fn conv3x3_reference<B: Backend>(
     x: FloatTensor<B>,
@@ -390,10 +424,7 @@ pub(super) fn conv3x3_reference<B: Backend>(
     bias: FloatTensor<B>,
     stride: usize,
 ) -> FloatTensor<B> {
-    let nchw = B::float_permute(x, &[0, 3, 1, 2]);
-    let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
-    let y = B::conv2d(nchw, weight, Some(bias), options);
-    B::float_permute(y, &[0, 2, 3, 1])
+    conv_nhwc_reference::<B>(x, weight, bias, dense_options(stride))
 }
 
 /// [`HostKernels::vheat_conv3x3_backward`] in Burn's operators.
@@ -403,41 +434,27 @@ pub(super) fn conv3x3_backward_reference<B: Backend>(
     grad: FloatTensor<B>,
     stride: usize,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let c = weight.shape()[0];
-    let x = B::float_permute(x, &[0, 3, 1, 2]);
-    let g = B::float_permute(grad, &[0, 3, 1, 2]);
-    let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
-    let dx = B::conv2d_x_backward(x.clone(), weight.clone(), g.clone(), options.clone());
-    let dw = B::conv2d_weight_backward(x, weight, g.clone(), options);
-    let db = B::float_reshape(B::float_sum_dims(g, &[0, 2, 3]), Shape::new([c]));
-    (B::float_permute(dx, &[0, 2, 3, 1]), dw, db)
+    conv_nhwc_backward_reference::<B>(x, weight, grad, dense_options(stride))
 }
 
+/// [`HostKernels::vheat_dwconv3x3`] in Burn's operators.
 pub(super) fn dwconv3x3_reference<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: FloatTensor<B>,
 ) -> FloatTensor<B> {
     let c = weight.shape()[0];
-    let nchw = B::float_permute(x, &[0, 3, 1, 2]);
-    let y = B::conv2d(nchw, weight, Some(bias), depthwise_options(c));
-    B::float_permute(y, &[0, 2, 3, 1])
+    conv_nhwc_reference::<B>(x, weight, bias, depthwise_options(c))
 }
 
-/// Its backward pass in Burn's operators (`conv2d`'s own backward functions).
+/// [`HostKernels::vheat_dwconv3x3_backward`] in Burn's operators.
 pub(super) fn dwconv3x3_backward_reference<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     grad: FloatTensor<B>,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
     let c = weight.shape()[0];
-    let x = B::float_permute(x, &[0, 3, 1, 2]);
-    let g = B::float_permute(grad, &[0, 3, 1, 2]);
-    let options = depthwise_options(c);
-    let dx = B::conv2d_x_backward(x.clone(), weight.clone(), g.clone(), options.clone());
-    let dw = B::conv2d_weight_backward(x, weight, g.clone(), options);
-    let db = B::float_reshape(B::float_sum_dims(g, &[0, 2, 3]), Shape::new([c]));
-    (B::float_permute(dx, &[0, 2, 3, 1]), dw, db)
+    conv_nhwc_backward_reference::<B>(x, weight, grad, depthwise_options(c))
 }
 
 /// LayerNorm's backward pass in Burn's operators (see `super::layer_norm` for the formulas).

@@ -183,9 +183,7 @@ pub fn depthwise_conv3x3_nhwc(
         assert_eq!(bias.dims(), [c], "depthwise bias");
     }
     if !(on_host(&x) && on_host(&weight) && bias.as_ref().is_none_or(on_host)) {
-        let options = burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], c);
-        return burn::tensor::module::conv2d(x.permute([0, 3, 1, 2]), weight, bias, options)
-            .permute([0, 2, 3, 1]);
+        return burn_conv3x3_nhwc(x, weight, bias, 1, c);
     }
     let bias = bias.unwrap_or_else(|| Tensor::zeros([c], &x.device()));
     Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_dwconv3x3(
@@ -193,6 +191,20 @@ pub fn depthwise_conv3x3_nhwc(
         weight.into_dispatch(),
         bias.into_dispatch(),
     ))
+}
+
+/// Burn's `conv2d` (3×3, padding 1) of a channels-last map, between permutes: the path of
+/// [`depthwise_conv3x3_nhwc`] and [`conv3x3_nhwc`] off the host.
+fn burn_conv3x3_nhwc(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    groups: usize,
+) -> Tensor<4> {
+    let options = burn::tensor::ops::ConvOptions::new([stride, stride], [1, 1], [1, 1], groups);
+    burn::tensor::module::conv2d(x.permute([0, 3, 1, 2]), weight, bias, options)
+        .permute([0, 2, 3, 1])
 }
 
 /// A dense 3×3 convolution with padding 1 and stride `stride` of a channels-last map `x`
@@ -221,9 +233,7 @@ pub fn conv3x3_nhwc(
         assert_eq!(bias.dims(), [c_out], "convolution bias");
     }
     if !(on_host(&x) && on_host(&weight) && bias.as_ref().is_none_or(on_host)) {
-        let options = burn::tensor::ops::ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
-        return burn::tensor::module::conv2d(x.permute([0, 3, 1, 2]), weight, bias, options)
-            .permute([0, 2, 3, 1]);
+        return burn_conv3x3_nhwc(x, weight, bias, stride, 1);
     }
     let bias = bias.unwrap_or_else(|| Tensor::zeros([c_out], &x.device()));
     Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_conv3x3(
@@ -380,6 +390,19 @@ pub fn diffuse(x: Tensor<4>, decay: Tensor<3>, dct_h: Tensor<2>, dct_w: Tensor<2
     let spectrum = along(along(x, 1, dct_h.clone()), 2, dct_w.clone());
     let scaled = spectrum * decay.unsqueeze::<4>();
     along(along(scaled, 1, dct_h.transpose()), 2, dct_w.transpose())
+}
+
+/// A small linear congruential sequence in [−1, 1): deterministic test operands for the
+/// kernels' unit tests, without a dependency.
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
 }
 
 #[cfg(all(test, feature = "flex"))]
