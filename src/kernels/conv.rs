@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use super::buffer::zeroed;
 use rayon::prelude::*;
 
 use super::gemm::{gemm, gemm_with, PackedB};
@@ -60,7 +61,7 @@ pub(crate) fn conv3x3(
     let (ho, wo) = (output_side(h, stride), output_side(w, stride));
     let c_out = weight.cols();
     let m = b * ho * wo;
-    let mut y = vec![0.0f32; m * c_out];
+    let mut y = zeroed(m * c_out);
     gemm_with(m, weight, bias, &mut y, |row0, rows| {
         let mut rows_of_patches = vec![0.0f32; rows * k];
         patches(x, dims, stride, row0, &mut rows_of_patches);
@@ -103,7 +104,7 @@ pub(crate) fn patch_matrix(x: &[f32], dims: Dims, stride: usize) -> Vec<f32> {
     let [b, h, w, c_in] = dims;
     let m = b * output_side(h, stride) * output_side(w, stride);
     let k = 9 * c_in;
-    let mut out = vec![0.0f32; m * k];
+    let mut out = zeroed(m * k);
     let rows_per_task = 64;
     out.par_chunks_mut((rows_per_task * k).max(1))
         .enumerate()
@@ -148,9 +149,9 @@ pub(crate) fn conv3x3_input_grad(
     );
     let m = b * ho * wo;
     assert!(grad.len() >= m * c_out);
-    let mut dp = vec![0.0f32; m * k];
+    let mut dp = zeroed(m * k);
     gemm(grad, m, weight_t, None, &mut dp);
-    let mut dx = vec![0.0f32; b * h * w * c_in];
+    let mut dx = zeroed(b * h * w * c_in);
     dx.par_chunks_mut((w * c_in).max(1))
         .enumerate()
         .for_each(|(row, dx_row)| {

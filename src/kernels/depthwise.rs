@@ -7,6 +7,7 @@
 //! same convolution of the output gradient with the taps flipped; the tap and bias gradients
 //! are sums over every position, accumulated per fixed group of rows and added up in order.
 
+use super::buffer::zeroed;
 use rayon::prelude::*;
 
 use super::isa::isa_dispatch;
@@ -100,7 +101,7 @@ isa_dispatch! {
 /// one output row per parallel task.
 pub(crate) fn dwconv3x3_forward(input: &[f32], taps: &[f32], bias: &[f32], dims: Dims) -> Vec<f32> {
     let [b, h, w, c] = dims;
-    let mut out = vec![0.0f32; b * h * w * c];
+    let mut out = zeroed(b * h * w * c);
     let row_len = w * c;
     if row_len == 0 {
         return out;

@@ -18,6 +18,7 @@
 
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::gemm::{mix_along, mix_panels, RowTiles, SharedOut, MIX_MAX_AXIS, NR};
 use super::isa::active;
 
@@ -114,7 +115,7 @@ pub(crate) fn diffuse(
     let bases = Bases::new(dct_w, w);
     // DCT along H: the whole `[W·C]`-wide rows of each item mixed at once.
     let mut u = mix_along(x, [b, h, plane], dct_h, h);
-    let mut spectrum = keep_spectrum.then(|| vec![0.0f32; u.len()]);
+    let mut spectrum = keep_spectrum.then(|| zeroed(u.len()));
     if plane > 0 {
         // Scratch (the row between the two products, a partial strip) once per worker, not
         // once per row.

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Flex, TensorMetadata};
 use burn::tensor::{DType, TensorData};
@@ -14,6 +15,8 @@ use rayon::prelude::*;
 use super::activation::{
     gelu_backward_slice, gelu_slice, silu_gate_backward_slice, silu_gate_slice,
 };
+use super::adamw::{adamw_slice, AdamwStep};
+use super::buffer::{copied, gathered, zeroed};
 use super::conv::{
     conv3x3, conv3x3_input_grad, pack_weight, pack_weight_for_input_grad, patch_matrix,
 };
@@ -21,24 +24,35 @@ use super::depthwise::{dwconv3x3_backward, dwconv3x3_forward};
 use super::diffusion::{diffuse, diffuse_backward, fits};
 use super::gemm::{gemm, mix_along, PackedB, MIX_MAX_AXIS};
 use super::grad::{
-    conv3x3_backward_reference, conv3x3_reference, diffuse_backward_reference, diffuse_reference,
-    dwconv3x3_backward_reference, dwconv3x3_reference, layer_norm_backward_reference,
-    linear_backward_reference, linear_reference, linear_weight_grads, mix_along_reference,
-    silu_gate_backward_reference, HostKernels,
+    adamw_step_reference, conv3x3_backward_reference, conv3x3_reference,
+    diffuse_backward_reference, diffuse_reference, dwconv3x3_backward_reference,
+    dwconv3x3_reference, layer_norm_backward_reference, linear_backward_reference,
+    linear_reference, mix_along_reference, silu_gate_backward_reference, HostKernels,
 };
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
 use super::mlp::{mlp, worth_fusing};
 use super::packed_cache::{packed, Orientation};
+use super::reduce::{column_sums, sum_of_squares};
 use super::CHUNK;
 
 fn is_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
-/// The values of `t` in row-major order, borrowed when they already are.
+/// The values of `t` in row-major order, borrowed when they already are; a strided view is
+/// gathered on the pool (`super::buffer`), not by flex's one-thread copy.
 fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(v) => Cow::Borrowed(v),
+        None if t.dtype() == DType::F32 => {
+            let layout = t.layout();
+            Cow::Owned(gathered(
+                t.storage::<f32>(),
+                layout.start_offset(),
+                &layout.shape().to_vec(),
+                layout.strides(),
+            ))
+        }
         // One copy into row-major order (`into_data` of the contiguous copy moves its bytes).
         None => Cow::Owned(
             t.clone()
@@ -49,7 +63,8 @@ fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
-/// A uniquely owned, contiguous float32 buffer of `t`'s values (reusing `t`'s when it can).
+/// A uniquely owned, contiguous float32 buffer of `t`'s values (reusing `t`'s when it can,
+/// else copied on the pool).
 fn owned(t: FlexTensor) -> FlexTensor {
     let exact = t.is_contiguous()
         && t.layout().start_offset() == 0
@@ -57,7 +72,11 @@ fn owned(t: FlexTensor) -> FlexTensor {
     if exact && t.is_unique() {
         return t;
     }
-    tensor(values(&t).into_owned(), t.shape())
+    let copy = match values(&t) {
+        Cow::Borrowed(v) => copied(v),
+        Cow::Owned(v) => v,
+    };
+    tensor(copy, t.shape())
 }
 
 fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
@@ -131,6 +150,24 @@ fn conv3x3_fits(x: &FlexTensor, weight: &FlexTensor, stride: usize) -> bool {
         && ws[3] == 3
 }
 
+/// `(dW, db)` of a projection `x·W + b` (`W` stored `[out, in]` when `out_in`, else
+/// `[in, out]`) for the output gradient `grad`. dW goes through Burn's product, whose long
+/// inner dimension (every row of `x`) it handles well, computed directly in the stored
+/// orientation so that no transposed view reaches the optimiser; db is summed on the pool.
+fn weight_grads(x: FlexTensor, grad: &FlexTensor, out_in: bool) -> (FlexTensor, FlexTensor) {
+    let (m, k) = rows_and_inner(&x);
+    let (_, n) = rows_and_inner(grad);
+    let x2 = Flex::float_reshape(x, [m, k].into());
+    let g2 = Flex::float_reshape(grad.clone(), [m, n].into());
+    let db = column_sums(&values(&g2), m, n);
+    let dw = if out_in {
+        Flex::float_matmul(Flex::float_transpose(g2), x2)
+    } else {
+        Flex::float_matmul(Flex::float_transpose(x2), g2)
+    };
+    (dw, tensor(db, [n]))
+}
+
 fn dims4(t: &FlexTensor) -> [usize; 4] {
     let s = t.shape();
     [s[0], s[1], s[2], s[3]]
@@ -188,7 +225,7 @@ impl HostKernels for Flex {
         let shape = grad.shape();
         let (a, z, g) = (values(&a), values(&z), values(&grad));
         let n = g.len();
-        let (mut da, mut dz) = (vec![0.0f32; n], vec![0.0f32; n]);
+        let (mut da, mut dz) = (zeroed(n), zeroed(n));
         da.par_chunks_mut(CHUNK)
             .zip(dz.par_chunks_mut(CHUNK))
             .zip(a.par_chunks(CHUNK).zip(z.par_chunks(CHUNK)))
@@ -243,7 +280,7 @@ impl HostKernels for Flex {
         }
         let (m, k) = rows_and_inner(&x);
         let (n, packed) = packed_weight(&weight, k, out_in);
-        let mut out = vec![0.0f32; m * n];
+        let mut out = zeroed(m * n);
         gemm(&values(&x), m, &packed, Some(&values(&bias)), &mut out);
         let mut dims = x.shape().to_vec();
         *dims.last_mut().expect("rank ≥ 1") = n;
@@ -271,11 +308,10 @@ impl HostKernels for Flex {
                 PackedB::from_transposed(&values(&weight), n, k)
             })
         };
-        let mut dx = vec![0.0f32; m * k];
+        let mut dx = zeroed(m * k);
         gemm(&values(&grad), m, &wt, None, &mut dx);
         let dx = tensor(dx, x.shape());
-        // dW and db through Burn's product and sum (a long inner dimension, which it handles well).
-        let (dw, db) = linear_weight_grads::<Self>(x, grad, out_in);
+        let (dw, db) = weight_grads(x, &grad, out_in);
         (dx, dw, db)
     }
 
@@ -326,6 +362,56 @@ impl HostKernels for Flex {
             tensor(dw, [c, 1, 3, 3]),
             tensor(dbias, [c]),
         )
+    }
+
+    fn vheat_adamw_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamwStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = param.shape();
+        let same = [&grad, &moment_1, &moment_2]
+            .iter()
+            .all(|t| t.shape() == shape);
+        if !is_f32(&[&param, &grad, &moment_1, &moment_2]) || !same {
+            return adamw_step_reference::<Self>(param, grad, moment_1, moment_2, step);
+        }
+        let g = values(&grad);
+        let (mut p, mut m, mut v) = (owned(param), owned(moment_1), owned(moment_2));
+        p.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.storage_mut::<f32>().par_chunks_mut(CHUNK))
+            .zip(v.storage_mut::<f32>().par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| adamw_slice(p, g, m, v, &step));
+        (p, m, v)
+    }
+
+    fn vheat_sum_of_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&x]) {
+            let squares = <Self as FloatTensorOps<Self>>::float_mul(x.clone(), x);
+            return <Self as FloatTensorOps<Self>>::float_reshape(
+                <Self as FloatTensorOps<Self>>::float_sum(squares),
+                [1].into(),
+            );
+        }
+        tensor(vec![sum_of_squares(&values(&x)) as f32], [1])
+    }
+
+    fn vheat_scale(x: FloatTensor<Self>, coef: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&x, &coef]) || coef.shape().num_elements() != 1 {
+            let ones = burn::tensor::Shape::from(vec![1usize; x.shape().num_dims()]);
+            let coef = <Self as FloatTensorOps<Self>>::float_reshape(coef, ones);
+            return <Self as FloatTensorOps<Self>>::float_mul(x, coef);
+        }
+        let c = values(&coef)[0];
+        let mut x = owned(x);
+        x.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .for_each(|chunk| chunk.iter_mut().for_each(|v| *v *= c));
+        x
     }
 
     fn vheat_diffuse(
@@ -485,7 +571,7 @@ impl HostKernels for Flex {
         let k = 9 * c_in;
         let m = gs.num_elements() / c_out.max(1);
         let patches = tensor(patch_matrix(&values(&x), dims, stride), [m, k]);
-        let (dw_kn, db) = linear_weight_grads::<Self>(patches, grad.clone(), false);
+        let (dw_kn, db) = weight_grads(patches, &grad, false);
         let dw_kn = values(&dw_kn);
         let mut dw = vec![0.0f32; c_out * k];
         for t in 0..9 {

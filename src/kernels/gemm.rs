@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 
+use super::buffer::zeroed;
 use rayon::prelude::*;
 
 use super::isa::{active, Isa};
@@ -36,7 +37,7 @@ impl PackedB {
     /// `B` given row-major (`b[kk·n + j]`): each panel row is one contiguous copy.
     pub(crate) fn from_row_major(b: &[f32], k: usize, n: usize) -> Self {
         let panels = n.div_ceil(NR);
-        let mut data = vec![0.0f32; panels * k * NR];
+        let mut data = zeroed(panels * k * NR);
         data.par_chunks_mut((k * NR).max(1))
             .enumerate()
             .for_each(|(p, panel)| {
@@ -53,7 +54,7 @@ impl PackedB {
     /// `w` is read in order and scattered down one column of its panel.
     pub(crate) fn from_transposed(w: &[f32], k: usize, n: usize) -> Self {
         let panels = n.div_ceil(NR);
-        let mut data = vec![0.0f32; panels * k * NR];
+        let mut data = zeroed(panels * k * NR);
         data.par_chunks_mut((k * NR).max(1))
             .enumerate()
             .for_each(|(p, panel)| {
@@ -202,7 +203,7 @@ pub(crate) fn mix_along(
     m: usize,
 ) -> Vec<f32> {
     assert!(n <= MIX_MAX_AXIS && x.len() >= before * n * after && a.len() >= m * n);
-    let mut out = vec![0.0f32; before * m * after];
+    let mut out = zeroed(before * m * after);
     if before == 0 || m == 0 || after == 0 {
         return out;
     }

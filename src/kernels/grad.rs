@@ -23,6 +23,8 @@ use burn::backend::{backend_extension, Autodiff, Backend, TensorMetadata};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Shape;
 
+use super::adamw::AdamwStep;
+
 /// Operations with a handwritten backward pass (see the module docs). Tensors are channels-last
 /// where it matters: LayerNorm normalises the last axis; the depthwise convolution takes
 /// `[B, H, W, C]` maps, a PyTorch-layout weight `[C, 1, 3, 3]` and a bias `[C]`.
@@ -184,6 +186,31 @@ pub trait HostKernels: Backend {
         diffuse_backward_reference::<Self>(grad, decay, dct_h, dct_w, spectrum)
     }
 
+    /// One AdamW step on a parameter: `(param, moment_1, moment_2)` after it, from the
+    /// gradient and the moments before it (zeros before the first step), with the step's
+    /// scalars `step`. Not differentiable: it runs on the inner backend, as optimisers do.
+    fn vheat_adamw_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamwStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        adamw_step_reference::<Self>(param, grad, moment_1, moment_2, step)
+    }
+
+    /// `Σ x²` over every value of `x`, as a one-value tensor `[1]` (not read back).
+    fn vheat_sum_of_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let squares = Self::float_mul(x.clone(), x);
+        Self::float_reshape(Self::float_sum(squares), Shape::new([1]))
+    }
+
+    /// `x · coef` for a one-value tensor `coef` (`[1]`), broadcast over `x`.
+    fn vheat_scale(x: FloatTensor<Self>, coef: FloatTensor<Self>) -> FloatTensor<Self> {
+        let ones = Shape::from(vec![1usize; x.shape().num_dims()]);
+        Self::float_mul(x, Self::float_reshape(coef, ones))
+    }
+
     /// `(dx, dweight, dbias)` of [`vheat_dwconv3x3`](Self::vheat_dwconv3x3) for the output
     /// gradient `grad` (`[B, H, W, C]`).
     fn vheat_dwconv3x3_backward(
@@ -193,6 +220,33 @@ pub trait HostKernels: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         dwconv3x3_backward_reference::<Self>(x, weight, grad)
     }
+}
+
+/// [`HostKernels::vheat_adamw_step`] in Burn's operators, in the order Burn's `AdamW` applies
+/// them (`burn_optim::AdamW::step`), so that the two agree bit for bit.
+pub(super) fn adamw_step_reference<B: Backend>(
+    param: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    moment_1: FloatTensor<B>,
+    moment_2: FloatTensor<B>,
+    s: AdamwStep,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let scaled = |t: FloatTensor<B>, c: f32| B::float_mul_scalar(t, c.into());
+    let m = B::float_add(
+        scaled(moment_1, s.beta_1),
+        scaled(grad.clone(), s.one_minus_beta_1),
+    );
+    let squares = B::float_mul(grad.clone(), grad);
+    let v = B::float_add(
+        scaled(moment_2, s.beta_2),
+        scaled(squares, s.one_minus_beta_2),
+    );
+    let m_hat = B::float_div_scalar(m.clone(), s.bias_correction_1.into());
+    let v_hat = B::float_div_scalar(v.clone(), s.bias_correction_2.into());
+    let root = B::float_add_scalar(B::float_sqrt(v_hat), s.epsilon.into());
+    let delta = B::float_div(m_hat, root);
+    let param = B::float_sub(scaled(param, s.decay), scaled(delta, s.lr));
+    (param, m, v)
 }
 
 /// Registers `values[i]` as the gradient of parent `i`, for the parents that need one.

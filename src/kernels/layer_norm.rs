@@ -6,6 +6,7 @@
 //! `dx = r·(g·γ − mean(g·γ) − x̂·mean(g·γ·x̂))`, `dγ = Σ_rows g·x̂`, `dβ = Σ_rows g`.
 //! Sums run in 16 interleaved partial sums so that they vectorise.
 
+use super::buffer::zeroed;
 use rayon::prelude::*;
 
 use super::isa::isa_dispatch;
@@ -138,7 +139,7 @@ fn rows_per_task(c: usize) -> usize {
 /// LayerNorm of every `C`-row of `x` (`C = gamma.len()`), in parallel over blocks of rows.
 pub(crate) fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
     let c = gamma.len();
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = zeroed(x.len());
     let block = rows_per_task(c) * c;
     out.par_chunks_mut(block)
         .zip(x.par_chunks(block))
@@ -154,7 +155,7 @@ pub(crate) fn layer_norm_backward(
     eps: f32,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = gamma.len();
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = zeroed(x.len());
     let block = rows_per_task(c) * c;
     // One partial (dγ, dβ) per block of rows, added up in block order: the result does not
     // depend on how rayon schedules the blocks, so seeded training is reproducible.

@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 
+use super::buffer::zeroed;
 use rayon::prelude::*;
 
 use super::activation::gelu_slice;
@@ -48,7 +49,7 @@ pub(crate) fn mlp(
         static HIDDEN: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     }
     let rows = chunk_rows(c);
-    let mut out = vec![0.0f32; m * n];
+    let mut out = zeroed(m * n);
     if n == 0 {
         return out;
     }

@@ -35,6 +35,8 @@
 //! detected ISA and on the forced portable path.
 
 mod activation;
+mod adamw;
+mod buffer;
 mod conv;
 mod depthwise;
 mod diffusion;
@@ -48,7 +50,9 @@ mod math;
 mod mlp;
 #[cfg(feature = "flex")]
 mod packed_cache;
+mod reduce;
 
+pub use adamw::AdamwStep;
 pub use grad::HostKernels;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,6 +155,67 @@ pub fn layer_norm<const D: usize>(x: Tensor<D>, norm: &LayerNorm) -> Tensor<D> {
         beta.into_dispatch(),
         epsilon,
     ))
+}
+
+/// One AdamW step on a parameter (`(param, moment_1, moment_2)` after it; see [`AdamwStep`]
+/// for the arithmetic): on the host fast path one pass over the four tensors, in place where
+/// they are not shared, bit-identical to Burn's `AdamW`; elsewhere the same operators Burn's
+/// `AdamW` runs, in its order.
+///
+/// # Panics
+/// If the four shapes differ.
+pub fn adamw_step<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+    step: AdamwStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let shape = param.dims();
+    assert!(
+        [grad.dims(), moment_1.dims(), moment_2.dims()] == [shape; 3],
+        "adamw_step needs equal shapes"
+    );
+    let host = [&param, &grad, &moment_1, &moment_2]
+        .iter()
+        .all(|t| on_host(t));
+    let (param, grad) = (param.into_dispatch(), grad.into_dispatch());
+    let (m, v) = (moment_1.into_dispatch(), moment_2.into_dispatch());
+    let (p, m, v) = if host {
+        <Dispatch as HostKernels>::vheat_adamw_step(param, grad, m, v, step)
+    } else {
+        grad::adamw_step_reference::<Dispatch>(param, grad, m, v, step)
+    };
+    (
+        Tensor::from_dispatch(p),
+        Tensor::from_dispatch(m),
+        Tensor::from_dispatch(v),
+    )
+}
+
+/// `Σ x²` over all of `x`, as a one-value tensor (not read back). On the host fast path one
+/// parallel pass accumulating in float64, in a fixed order; elsewhere `(x·x).sum()`.
+pub fn sum_of_squares<const D: usize>(x: Tensor<D>) -> Tensor<1> {
+    if on_host(&x) {
+        Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_sum_of_squares(
+            x.into_dispatch(),
+        ))
+    } else {
+        (x.clone() * x).sum()
+    }
+}
+
+/// `x · coef` for a one-value `coef`: one parallel pass on the host fast path, in place when
+/// `x` is not shared; elsewhere a broadcast product.
+pub fn scale<const D: usize>(x: Tensor<D>, coef: Tensor<1>) -> Tensor<D> {
+    if on_host(&x) && on_host(&coef) {
+        Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_scale(
+            x.into_dispatch(),
+            coef.into_dispatch(),
+        ))
+    } else {
+        x * coef.reshape([1; D])
+    }
 }
 
 /// The epsilon of a Burn `LayerNorm`, read from its display

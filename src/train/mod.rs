@@ -45,6 +45,7 @@ mod ema;
 mod ema_metric;
 mod evaluate;
 mod fit;
+mod fused_adamw;
 mod optim;
 mod progress;
 mod recipe;
@@ -65,6 +66,7 @@ pub use ema_metric::{
 };
 pub use evaluate::evaluate_accuracy;
 pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, ModelChoice, TrainingConfig};
+pub use fused_adamw::FusedAdamW;
 pub use optim::{adamw_for, clip_grad_norm, DecayGroups};
 pub use progress::{EpochRecord, ProgressPrinter};
 pub use recipe::{ChosenRecipe, RecipeKind, SMALL_IMAGE_SIDE};

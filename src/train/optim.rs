@@ -1,8 +1,11 @@
 //! AdamW with the reference's weight-decay groups, and gradient clipping by the global norm.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+
+use super::fused_adamw::FusedAdamW;
+use crate::kernels::{scale, sum_of_squares};
 
 /// Which parameters get weight decay, following the reference's optimizer builder
 /// (`set_weight_decay` in its `utils/optimizer.py`): every parameter of rank 1 (LayerNorm
@@ -64,24 +67,21 @@ impl DecayGroups {
 /// AdamW as the reference configures it (β = (0.9, 0.999), ε = 1e-8, decoupled weight decay
 /// `weight_decay` on the [`DecayGroups::decay`] parameters and none on the others), for
 /// `module`'s parameters. Burn's defaults differ (ε = 1e-5, decay 1e-4), so they are set here.
+///
+/// Each group runs [`FusedAdamW`]: Burn's AdamW arithmetic and state, one pass per parameter.
 pub fn adamw_for<M: Module>(module: &M, weight_decay: f64, decay_fve: bool) -> ModuleOptimizer {
     let groups = DecayGroups::of(module, decay_fve);
-    let decayed = AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(weight_decay as f32);
-    let optim: ModuleOptimizer = decayed.init();
+    let adamw = |weight_decay: f32| FusedAdamW {
+        beta_1: 0.9,
+        beta_2: 0.999,
+        epsilon: 1e-8,
+        weight_decay,
+    };
+    let optim = ModuleOptimizer::from(adamw(weight_decay as f32));
     if groups.no_decay.is_empty() {
         return optim;
     }
-    let free = AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.0)
-        .build();
-    optim.with_group(ParamGroup::from_paths(groups.no_decay), free, None)
+    optim.with_group(ParamGroup::from_paths(groups.no_decay), adamw(0.0), None)
 }
 
 /// Collects the gradients of every float parameter as `(id, sum of squares)`.
@@ -93,7 +93,7 @@ struct SquaredNorms<'a> {
 impl ModuleVisitor for SquaredNorms<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            let sq = g.powf_scalar(2.0).sum();
+            let sq = sum_of_squares(g);
             self.sum = Some(match self.sum.take() {
                 Some(s) => s + sq,
                 None => sq,
@@ -114,8 +114,8 @@ impl ModuleVisitor for Scale<'_> {
             return;
         }
         if let Some(g) = self.grads.remove::<D>(param.id) {
-            let coef: Tensor<D> = self.coef.clone().reshape([1; D]);
-            self.grads.register::<D>(param.id, g * coef);
+            self.grads
+                .register::<D>(param.id, scale(g, self.coef.clone()));
             self.ids.push(param.id);
         }
     }
