@@ -23,6 +23,13 @@
 //! - [`mix_along`]: a matrix applied along one axis, which is how the heat operator's DCTs run;
 //! - [`diffuse`]: the heat operator's whole diffusion `IDCT2D(DCT2D(x) ⊙ decay)` in one pass
 //!   per axis, whose backward is the same diffusion of the gradient plus `∂/∂decay`.
+//! - [`adamw_step`]: one AdamW step per parameter in one in-place pass (the optimiser
+//!   [`crate::train::FusedAdamW`]), and [`sum_of_squares`] and [`scale`] for global-norm
+//!   gradient clipping.
+//!
+//! Their outputs are zeroed, copied and gathered from strided views on the pool too
+//! (`buffer.rs`), and bias gradients are summed there (`reduce.rs`): done by one thread, those
+//! left the pool idle for about a quarter of a vHeat-T training step.
 //!
 //! Each is a Burn backend extension ([`HostKernels`]) with a handwritten backward pass, so on
 //! `Autodiff<Flex>` a training step records one graph node per call and its backward runs the
@@ -476,6 +483,7 @@ mod tests {
 
     #[test]
     fn switching_the_kernels_off_hands_every_call_to_burn() {
+        let _lock = isa::tests_lock(); // set_enabled is process-wide
         let x = Tensor::<1>::from_floats([-2.0, -0.5, 0.0, 0.5, 3.0], &Device::flex());
         assert!(on_host(&x));
         set_enabled(false);
@@ -486,5 +494,35 @@ mod tests {
         // Off, `gelu` is Burn's operator itself.
         burn_gelu.assert_eq(&burn::tensor::activation::gelu(x.clone()).into_data(), true);
         assert!(on_host(&x), "switched on again");
+    }
+
+    #[test]
+    fn clipping_helpers_match_burns_operators_and_float64() {
+        let _lock = isa::tests_lock(); // set_enabled is process-wide
+        let device = Device::flex();
+        let n = 3 * 65_536 + 5; // above the parallel thresholds, not a multiple of a block
+        let v: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let x = Tensor::<2>::from_data(TensorData::new(v.clone(), [5, n / 5]), &device);
+        let host = sum_of_squares(x.clone()).into_scalar::<f32>();
+        set_enabled(false);
+        let burn = sum_of_squares(x.clone()).into_scalar::<f32>();
+        let coef = Tensor::<1>::from_floats([0.37], &device);
+        let burn_scaled = scale(x.clone(), coef.clone()).into_data();
+        set_enabled(true);
+        let exact: f64 = v.iter().map(|&e| f64::from(e) * f64::from(e)).sum();
+        // The host sum accumulates in float64 (one rounding at the end); Burn's in float32
+        // over 2·10⁵ terms (relative error up to ~1e-4 on this sum).
+        assert!(
+            (f64::from(host) - exact).abs() <= 1e-7 * exact,
+            "{host} vs {exact}"
+        );
+        assert!(
+            (f64::from(burn) - exact).abs() <= 1e-4 * exact,
+            "{burn} vs {exact}"
+        );
+        // One float32 product per value on both sides: the same bits.
+        scale(x, coef).into_data().assert_eq(&burn_scaled, true);
     }
 }

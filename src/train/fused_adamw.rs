@@ -79,6 +79,7 @@ mod tests {
     /// fused pass) and with the kernels off (the fallback): the same bits.
     #[test]
     fn steps_bit_identical_to_burns_adamw() {
+        let _lock = crate::kernels::isa::tests_lock(); // set_enabled is process-wide
         let device = Device::flex();
         let shape = [37, 29];
         let n = 37 * 29;

@@ -4,7 +4,7 @@
 //!
 //! | reference | here |
 //! |---|---|
-//! | AdamW, ε 1e-8, weight decay 0.05, none on norms/biases | [`adamw_for`], [`DecayGroups`] (FVEs excluded too by default) |
+//! | AdamW, ε 1e-8, weight decay 0.05, none on norms/biases | [`adamw_for`] ([`FusedAdamW`]: Burn's AdamW in one pass per parameter), [`DecayGroups`] (FVEs excluded too by default) |
 //! | timm `CosineLRScheduler`, warm-up prefix, per-iteration | [`WarmupCosineLr`] |
 //! | `LabelSmoothingCrossEntropy(0.1)` | [`smoothed_cross_entropy`] |
 //! | timm `Mixup`/`SoftTargetCrossEntropy` | [`crate::data::MixupBatcher`], [`soft_cross_entropy`] |
