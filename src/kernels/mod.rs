@@ -500,7 +500,7 @@ mod tests {
     fn clipping_helpers_match_burns_operators_and_float64() {
         let _lock = isa::tests_lock(); // set_enabled is process-wide
         let device = Device::flex();
-        let n = 3 * 65_536 + 5; // above the parallel thresholds, not a multiple of a block
+        let n = 5 * 39_323; // above the parallel thresholds, not a multiple of a block
         let v: Vec<f32> = (0..n)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
             .collect();
