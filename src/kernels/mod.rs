@@ -24,7 +24,7 @@
 //! - [`diffuse`]: the heat operator's whole diffusion `IDCT2D(DCT2D(x) ⊙ decay)` in one pass
 //!   per axis, whose backward is the same diffusion of the gradient plus `∂/∂decay`.
 //! - [`adamw_step`]: one AdamW step per parameter in one in-place pass (the optimiser
-//!   [`crate::train::FusedAdamW`]), and [`sum_of_squares`] and [`scale`] for global-norm
+//!   `train::FusedAdamW` is built on it), and [`sum_of_squares`] and [`scale`] for global-norm
 //!   gradient clipping.
 //!
 //! Their outputs are zeroed, copied and gathered from strided views on the pool too
