@@ -8,6 +8,7 @@
 //! are sums over every position, accumulated per fixed group of rows and added up in order.
 
 use super::buffer::zeroed;
+use super::reduce::sum_in_order;
 use rayon::prelude::*;
 
 use super::isa::isa_dispatch;
@@ -162,12 +163,7 @@ pub(crate) fn dwconv3x3_backward(
             acc
         })
         .collect();
-    let mut acc = vec![0.0f32; 10 * c];
-    for partial in &partials {
-        for (a, p) in acc.iter_mut().zip(partial) {
-            *a += p;
-        }
-    }
+    let acc = sum_in_order(&partials, 10 * c);
     let (dtaps, dbias) = acc.split_at(9 * c);
     (dx, dtaps.to_vec(), dbias.to_vec())
 }

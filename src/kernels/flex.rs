@@ -27,7 +27,8 @@ use super::grad::{
     adamw_step_reference, conv3x3_backward_reference, conv3x3_reference,
     diffuse_backward_reference, diffuse_reference, dwconv3x3_backward_reference,
     dwconv3x3_reference, layer_norm_backward_reference, linear_backward_reference,
-    linear_reference, mix_along_reference, silu_gate_backward_reference, HostKernels,
+    linear_reference, mix_along_reference, scale_reference, silu_gate_backward_reference,
+    sum_of_squares_reference, HostKernels,
 };
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
 use super::mlp::{mlp, worth_fusing};
@@ -39,12 +40,12 @@ fn is_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
-/// The values of `t` in row-major order, borrowed when they already are; a strided view is
-/// gathered on the pool (`super::buffer`), not by flex's one-thread copy.
+/// The values of float32 `t` in row-major order, borrowed when they already are; a strided
+/// view is gathered on the pool (`super::buffer`), not by flex's one-thread copy.
 fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(v) => Cow::Borrowed(v),
-        None if t.dtype() == DType::F32 => {
+        None => {
             let layout = t.layout();
             Cow::Owned(gathered(
                 t.storage::<f32>(),
@@ -53,13 +54,6 @@ fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
                 layout.strides(),
             ))
         }
-        // One copy into row-major order (`into_data` of the contiguous copy moves its bytes).
-        None => Cow::Owned(
-            t.clone()
-                .into_data()
-                .try_into_vec::<f32>()
-                .expect("a float32 tensor"),
-        ),
     }
 }
 
@@ -391,20 +385,14 @@ impl HostKernels for Flex {
 
     fn vheat_sum_of_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
         if !is_f32(&[&x]) {
-            let squares = <Self as FloatTensorOps<Self>>::float_mul(x.clone(), x);
-            return <Self as FloatTensorOps<Self>>::float_reshape(
-                <Self as FloatTensorOps<Self>>::float_sum(squares),
-                [1].into(),
-            );
+            return sum_of_squares_reference::<Self>(x);
         }
         tensor(vec![sum_of_squares(&values(&x)) as f32], [1])
     }
 
     fn vheat_scale(x: FloatTensor<Self>, coef: FloatTensor<Self>) -> FloatTensor<Self> {
         if !is_f32(&[&x, &coef]) || coef.shape().num_elements() != 1 {
-            let ones = burn::tensor::Shape::from(vec![1usize; x.shape().num_dims()]);
-            let coef = <Self as FloatTensorOps<Self>>::float_reshape(coef, ones);
-            return <Self as FloatTensorOps<Self>>::float_mul(x, coef);
+            return scale_reference::<Self>(x, coef);
         }
         let c = values(&coef)[0];
         let mut x = owned(x);

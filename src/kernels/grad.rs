@@ -201,14 +201,12 @@ pub trait HostKernels: Backend {
 
     /// `Σ x²` over every value of `x`, as a one-value tensor `[1]` (not read back).
     fn vheat_sum_of_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let squares = Self::float_mul(x.clone(), x);
-        Self::float_reshape(Self::float_sum(squares), Shape::new([1]))
+        sum_of_squares_reference::<Self>(x)
     }
 
     /// `x · coef` for a one-value tensor `coef` (`[1]`), broadcast over `x`.
     fn vheat_scale(x: FloatTensor<Self>, coef: FloatTensor<Self>) -> FloatTensor<Self> {
-        let ones = Shape::from(vec![1usize; x.shape().num_dims()]);
-        Self::float_mul(x, Self::float_reshape(coef, ones))
+        scale_reference::<Self>(x, coef)
     }
 
     /// `(dx, dweight, dbias)` of [`vheat_dwconv3x3`](Self::vheat_dwconv3x3) for the output
@@ -247,6 +245,21 @@ pub(super) fn adamw_step_reference<B: Backend>(
     let delta = B::float_div(m_hat, root);
     let param = B::float_sub(scaled(param, s.decay), scaled(delta, s.lr));
     (param, m, v)
+}
+
+/// [`HostKernels::vheat_sum_of_squares`] in Burn's operators: `(x·x).sum()`, shaped `[1]`.
+pub(super) fn sum_of_squares_reference<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let squares = B::float_mul(x.clone(), x);
+    B::float_reshape(B::float_sum(squares), Shape::new([1]))
+}
+
+/// [`HostKernels::vheat_scale`] in Burn's operators: a broadcast product.
+pub(super) fn scale_reference<B: Backend>(
+    x: FloatTensor<B>,
+    coef: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let ones = Shape::from(vec![1usize; x.shape().num_dims()]);
+    B::float_mul(x, B::float_reshape(coef, ones))
 }
 
 /// Registers `values[i]` as the gradient of parent `i`, for the parents that need one.

@@ -7,6 +7,7 @@
 //! Sums run in 16 interleaved partial sums so that they vectorise.
 
 use super::buffer::zeroed;
+use super::reduce::sum_in_order;
 use rayon::prelude::*;
 
 use super::isa::isa_dispatch;
@@ -168,12 +169,7 @@ pub(crate) fn layer_norm_backward(
             acc
         })
         .collect();
-    let mut sums = vec![0.0f32; 2 * c];
-    for partial in &partials {
-        for (s, p) in sums.iter_mut().zip(partial) {
-            *s += p;
-        }
-    }
+    let sums = sum_in_order(&partials, 2 * c);
     let (dgamma, dbeta) = sums.split_at(c);
     (dx, dgamma.to_vec(), dbeta.to_vec())
 }

@@ -203,26 +203,25 @@ pub fn adamw_step<const D: usize>(
 /// `Σ x²` over all of `x`, as a one-value tensor (not read back). On the host fast path one
 /// parallel pass accumulating in float64, in a fixed order; elsewhere `(x·x).sum()`.
 pub fn sum_of_squares<const D: usize>(x: Tensor<D>) -> Tensor<1> {
-    if on_host(&x) {
-        Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_sum_of_squares(
-            x.into_dispatch(),
-        ))
+    let host = on_host(&x);
+    let x = x.into_dispatch();
+    Tensor::from_dispatch(if host {
+        <Dispatch as HostKernels>::vheat_sum_of_squares(x)
     } else {
-        (x.clone() * x).sum()
-    }
+        grad::sum_of_squares_reference::<Dispatch>(x)
+    })
 }
 
 /// `x · coef` for a one-value `coef`: one parallel pass on the host fast path, in place when
 /// `x` is not shared; elsewhere a broadcast product.
 pub fn scale<const D: usize>(x: Tensor<D>, coef: Tensor<1>) -> Tensor<D> {
-    if on_host(&x) && on_host(&coef) {
-        Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_scale(
-            x.into_dispatch(),
-            coef.into_dispatch(),
-        ))
+    let host = on_host(&x) && on_host(&coef);
+    let (x, coef) = (x.into_dispatch(), coef.into_dispatch());
+    Tensor::from_dispatch(if host {
+        <Dispatch as HostKernels>::vheat_scale(x, coef)
     } else {
-        x * coef.reshape([1; D])
-    }
+        grad::scale_reference::<Dispatch>(x, coef)
+    })
 }
 
 /// The epsilon of a Burn `LayerNorm`, read from its display

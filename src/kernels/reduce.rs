@@ -37,8 +37,14 @@ pub(crate) fn column_sums(g: &[f32], m: usize, n: usize) -> Vec<f32> {
             acc
         })
         .collect();
+    sum_in_order(&partials, n)
+}
+
+/// `Σ_i partials[i]`, element-wise over `n` values, added in the order of `partials`: how the
+/// kernels combine per-block partial sums so that the result does not depend on scheduling.
+pub(crate) fn sum_in_order(partials: &[Vec<f32>], n: usize) -> Vec<f32> {
     let mut sums = vec![0.0f32; n];
-    for partial in &partials {
+    for partial in partials {
         for (s, p) in sums.iter_mut().zip(partial) {
             *s += p;
         }
