@@ -29,15 +29,10 @@ pub(crate) fn output_side(side: usize, stride: usize) -> usize {
 pub(crate) fn pack_weight(w: &[f32], c_out: usize, c_in: usize) -> PackedB {
     let k = 9 * c_in;
     assert!(w.len() >= c_out * k);
-    let mut rows = vec![0.0f32; k * c_out];
-    for co in 0..c_out {
-        for ci in 0..c_in {
-            for t in 0..9 {
-                rows[(t * c_in + ci) * c_out + co] = w[(co * c_in + ci) * 9 + t];
-            }
-        }
-    }
-    PackedB::from_row_major(&rows, k, c_out)
+    // Row kk = tap · C_in + ci of B, column co.
+    PackedB::from_fn(k, c_out, |kk, co| {
+        w[(co * c_in + kk % c_in) * 9 + kk / c_in]
+    })
 }
 
 /// `y[b, oy, ox, co] = bias[co] + Σ_{ky, kx, ci} w[co, ci, ky, kx] · x[b, s·oy + ky − 1,
@@ -117,15 +112,8 @@ pub(crate) fn patch_matrix(x: &[f32], dims: Dims, stride: usize) -> Vec<f32> {
 pub(crate) fn pack_weight_for_input_grad(w: &[f32], c_out: usize, c_in: usize) -> PackedB {
     let k = 9 * c_in;
     assert!(w.len() >= c_out * k);
-    let mut rows = vec![0.0f32; c_out * k];
-    for co in 0..c_out {
-        for ci in 0..c_in {
-            for t in 0..9 {
-                rows[co * k + t * c_in + ci] = w[(co * c_in + ci) * 9 + t];
-            }
-        }
-    }
-    PackedB::from_row_major(&rows, c_out, k)
+    // Row co of B, column j = tap · C_in + ci.
+    PackedB::from_fn(c_out, k, |co, j| w[(co * c_in + j % c_in) * 9 + j / c_in])
 }
 
 /// `∂L/∂x` of [`conv3x3`] from `grad` (`[B, H_out, W_out, C_out]`), with the weight packed by

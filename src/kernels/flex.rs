@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Flex, TensorMetadata};
 use burn::tensor::{DType, TensorData};
@@ -34,6 +33,7 @@ use super::layer_norm::{layer_norm_backward, layer_norm_forward};
 use super::mlp::{mlp, worth_fusing};
 use super::packed_cache::{packed, Orientation};
 use super::reduce::{column_sums, sum_of_squares};
+use super::transposed_product::transposed_product;
 use super::CHUNK;
 
 fn is_f32(tensors: &[&FlexTensor]) -> bool {
@@ -145,19 +145,18 @@ fn conv3x3_fits(x: &FlexTensor, weight: &FlexTensor, stride: usize) -> bool {
 }
 
 /// `(dW, db)` of a projection `x·W + b` (`W` stored `[out, in]` when `out_in`, else
-/// `[in, out]`) for the output gradient `grad`. dW goes through Burn's product, whose long
-/// inner dimension (every row of `x`) it handles well, computed directly in the stored
-/// orientation so that no transposed view reaches the optimiser; db is summed on the pool.
+/// `[in, out]`) for the output gradient `grad`. dW is [`transposed_product`] (the product Burn
+/// uses, without its output copy), computed directly in the stored orientation so that no
+/// transposed view reaches the optimiser; db is summed on the pool.
 fn weight_grads(x: FlexTensor, grad: &FlexTensor, out_in: bool) -> (FlexTensor, FlexTensor) {
     let (m, k) = rows_and_inner(&x);
     let (_, n) = rows_and_inner(grad);
-    let x2 = Flex::float_reshape(x, [m, k].into());
-    let g2 = Flex::float_reshape(grad.clone(), [m, n].into());
-    let db = column_sums(&values(&g2), m, n);
+    let (x, g) = (values(&x), values(grad));
+    let db = column_sums(&g, m, n);
     let dw = if out_in {
-        Flex::float_matmul(Flex::float_transpose(g2), x2)
+        tensor(transposed_product(&g, &x, m, n, k), [n, k])
     } else {
-        Flex::float_matmul(Flex::float_transpose(x2), g2)
+        tensor(transposed_product(&x, &g, m, k, n), [k, n])
     };
     (dw, tensor(db, [n]))
 }
@@ -554,22 +553,25 @@ impl HostKernels for Flex {
             pack_weight_for_input_grad(&values(&weight), c_out, c_in)
         });
         let dx = conv3x3_input_grad(&g, dims, &packed, stride);
-        // dW = patchesᵀ·g (and db = Σ g) through Burn's product, whose long inner dimension
-        // (every output pixel) it handles well; then [(tap, C_in), C_out] → [C_out, C_in, 3, 3].
+        // dW = gᵀ·patches ([C_out, (tap, C_in)], the long inner dimension every output pixel)
+        // and db = Σ g; then each output channel's row is reordered to (C_in, tap), on the pool.
         let k = 9 * c_in;
         let m = gs.num_elements() / c_out.max(1);
-        let patches = tensor(patch_matrix(&values(&x), dims, stride), [m, k]);
-        let (dw_kn, db) = weight_grads(patches, &grad, false);
-        let dw_kn = values(&dw_kn);
-        let mut dw = vec![0.0f32; c_out * k];
-        for t in 0..9 {
-            for ci in 0..c_in {
-                let row = &dw_kn[(t * c_in + ci) * c_out..(t * c_in + ci + 1) * c_out];
-                for (co, &v) in row.iter().enumerate() {
-                    dw[(co * c_in + ci) * 9 + t] = v;
+        let patches = patch_matrix(&values(&x), dims, stride);
+        let db = column_sums(&g, m, c_out);
+        let dw_taps = transposed_product(&g, &patches, m, c_out, k);
+        drop(patches);
+        let mut dw = zeroed(c_out * k);
+        dw.par_chunks_mut(k.max(1))
+            .zip(dw_taps.par_chunks(k.max(1)))
+            .for_each(|(row, taps)| {
+                for t in 0..9 {
+                    for ci in 0..c_in {
+                        row[ci * 9 + t] = taps[t * c_in + ci];
+                    }
                 }
-            }
-        }
+            });
+        let db = tensor(db, [c_out]);
         (tensor(dx, dims), tensor(dw, [c_out, c_in, 3, 3]), db)
     }
 }

@@ -68,6 +68,24 @@ impl PackedB {
         Self { k, n, data }
     }
 
+    /// `B(kk, j) = value(kk, j)` for `kk < k`, `j < n`: for weights stored in another order
+    /// (a convolution's taps), packed straight from the stored tensor, one panel per task.
+    pub(crate) fn from_fn(k: usize, n: usize, value: impl Fn(usize, usize) -> f32 + Sync) -> Self {
+        let panels = n.div_ceil(NR);
+        let mut data = zeroed(panels * k * NR);
+        data.par_chunks_mut((k * NR).max(1))
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let (j0, cols) = (p * NR, NR.min(n - p * NR));
+                for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                    for (jj, v) in row[..cols].iter_mut().enumerate() {
+                        *v = value(kk, j0 + jj);
+                    }
+                }
+            });
+        Self { k, n, data }
+    }
+
     /// Rows of `B` (the product's inner dimension).
     pub(crate) fn inner(&self) -> usize {
         self.k

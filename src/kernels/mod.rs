@@ -58,6 +58,7 @@ mod mlp;
 #[cfg(feature = "flex")]
 mod packed_cache;
 mod reduce;
+mod transposed_product;
 
 pub use adamw::AdamwStep;
 pub use grad::HostKernels;
