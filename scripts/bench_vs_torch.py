@@ -11,7 +11,9 @@ Each point is run as a user runs it:
 
 A training step is forward, label-smoothed (0.1) cross-entropy, backward, global-norm clip at 5
 and AdamW (weight decay 0.05) on both sides. Rounds alternate which side goes first. The ratio
-is mean vheat img/s over mean PyTorch img/s. The CPU's ISA (AVX2 / AVX-512 / AVX-512-BF16) is
+is mean vheat img/s over mean PyTorch img/s; the median of the rounds' own ratios (vheat over
+the PyTorch run next to it) is printed beside it, being robust to a burst of load that slows
+one run. The CPU's ISA (AVX2 / AVX-512 / AVX-512-BF16) is
 read from /proc/cpuinfo and printed with the results.
 
 Not part of CI. Needs a venv with torch (and optionally onnx + onnxruntime):
@@ -28,6 +30,7 @@ import json
 import os
 import pathlib
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -226,14 +229,19 @@ def main():
                     runs["burn-ops"].append(time_vheat(args.binary, config, side, batch, step, warmup, iters,
                                                        args.threads, kernels=False))
         mean = {k: sum(v) / len(v) for k, v in runs.items() if v}
+        # Each round's vheat and PyTorch runs are adjacent in time; the median of the rounds'
+        # own ratios is robust to a burst of load from other tenants that slows one run.
+        round_ratios = sorted(v / t for v, t in zip(runs["vheat"], runs["torch"]))
+        median_ratio = statistics.median(round_ratios)
         row = dict(point=pid, config=config, side=side, batch=batch, step=step, runs=runs, mean=mean,
-                   ratio_vs_torch=mean["vheat"] / mean["torch"])
+                   ratio_vs_torch=mean["vheat"] / mean["torch"], median_round_ratio_vs_torch=median_ratio)
         if "onnx" in mean:
             row["ratio_vs_onnx"] = mean["vheat"] / mean["onnx"]
         results.append(row)
         fmt = lambda v: " / ".join(f"{x:.2f}" for x in v)  # noqa: E731
         line = (f"{pid:<12} {config} {side}² b{batch} {step:<7} vheat {fmt(runs['vheat'])}  |  "
-                f"torch {fmt(runs['torch'])}  |  ratio {row['ratio_vs_torch']:.2f}")
+                f"torch {fmt(runs['torch'])}  |  ratio {row['ratio_vs_torch']:.2f} "
+                f"(median of rounds {median_ratio:.2f})")
         if "onnx" in mean:
             line += f"  |  onnx {fmt(runs['onnx'])}  vheat/onnx {row['ratio_vs_onnx']:.2f}"
         if "burn-ops" in mean:

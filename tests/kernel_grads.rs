@@ -16,9 +16,10 @@ use burn::nn::LayerNormConfig;
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Distribution, FloatDType};
+use burn::tensor::{DType, Distribution, FloatDType, TensorData};
 use vheat::kernels::{
-    depthwise_conv3x3_nhwc, gelu, isa, layer_norm, layer_norm_epsilon, on_host, silu_gate,
+    depthwise_conv3x3_nhwc, gelu, heat_decay, isa, layer_norm, layer_norm_epsilon, on_host,
+    silu_gate,
 };
 
 /// The ISA switch is process-wide: the two tests that flip it run one at a time.
@@ -125,6 +126,44 @@ fn check_silu_gate() {
     // A few float32 roundings of products up to ~50 (relative to 1 + |value|) and the
     // vectorised exp (2 ulp).
     assert!(e64 < 2e-6 && e32 < 4e-6, "silu gate {e64:e} / {e32:e}");
+}
+
+/// The spectral decay from the conductivity predictor's raw output, against Burn's
+/// `(relu(k) · freq).neg().exp()`: values and the gradient in `k` (`k` on both sides of 0).
+fn check_heat_decay() {
+    let (h, w, c) = (5, 6, 37);
+    let k = random([1, h, w, c], 1.5, 11);
+    let up = random([1, h, w, c], 1.0, 12);
+    // A frequency grid of the operator's range, 0 (the DC mode) to 2π² at the far corner.
+    let freq: Vec<f32> = (0..h * w)
+        .map(|i| {
+            let (n, m) = ((i / w) as f64, (i % w) as f64);
+            let pi = std::f64::consts::PI;
+            ((pi * n / h as f64).powi(2) + (pi * m / w as f64).powi(2)) as f32
+        })
+        .collect();
+    let freq_in = |t: &Tensor<4>| -> Tensor<2> {
+        Tensor::<1>::from_data(TensorData::new(freq.clone(), [h * w]), &ad())
+            .cast(FloatDType::from(t.dtype()))
+            .reshape([h, w])
+    };
+    let (e64, e32) = compare(
+        &[k],
+        &up,
+        |t| heat_decay(t[0].clone().reshape([h, w, c]), freq_in(&t[0])).reshape([1, h, w, c]),
+        |t| {
+            let k: Tensor<3> = t[0].clone().reshape([h, w, c]);
+            let f: Tensor<3> = freq_in(&t[0]).unsqueeze_dim(2);
+            (burn::tensor::activation::relu(k) * f)
+                .neg()
+                .exp()
+                .reshape([1, h, w, c])
+        },
+    );
+    eprintln!("heat decay: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}");
+    // One product of values up to ~5·20 rounded to float32 (6e-8 relative), the vectorised
+    // exp (a few ulp) and, in the gradient, one more product; Burn's float32 exp rounds too.
+    assert!(e64 < 2e-6 && e32 < 4e-6, "heat decay {e64:e} / {e32:e}");
 }
 
 fn check_layer_norm() {
@@ -440,6 +479,7 @@ fn check_all() {
     check_linear();
     check_gelu();
     check_silu_gate();
+    check_heat_decay();
     check_layer_norm();
     check_depthwise();
 }

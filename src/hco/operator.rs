@@ -8,7 +8,9 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::heat::{diffuse, frequency_sq};
-use crate::kernels::{depthwise_conv3x3_nhwc, layer_norm, silu_gate};
+use crate::kernels::{
+    depthwise_conv3x3_nhwc, heat_decay, layer_norm, linear as linear_kernel, silu_gate,
+};
 
 /// Builds a [`HeatConduction`] operator.
 #[derive(Config, Debug)]
@@ -89,7 +91,17 @@ impl HeatConduction {
     ///
     /// Returns `None` in the inference form, which no longer has `to_k`.
     pub fn conductivity(&self, fve: Tensor<3>) -> Option<Tensor<3>> {
-        self.to_k.as_ref().map(|to_k| relu(to_k.forward(fve)))
+        self.conductivity_raw(fve).map(relu)
+    }
+
+    /// `to_k(fve)` before its ReLU, through the host product where it applies.
+    fn conductivity_raw(&self, fve: Tensor<3>) -> Option<Tensor<3>> {
+        let to_k = self.to_k.as_ref()?;
+        Some(linear_kernel(
+            fve,
+            to_k.weight.val(),
+            to_k.bias.as_ref().map(|b| b.val()),
+        ))
     }
 
     /// The spectral decay `exp(-(ωₙ²+ωₘ²))^k` (`[H, W, C]`) for an `[H, W, C]` FVE.
@@ -103,13 +115,13 @@ impl HeatConduction {
         }
         let fve = fve?;
         let [h, w, _] = fve.dims();
-        let k = self.conductivity(fve)?;
-        let mut freq: Tensor<3> = frequency_sq(h, w, &k.device()).unsqueeze_dim(2);
+        let k = self.conductivity_raw(fve)?;
+        let mut freq: Tensor<2> = frequency_sq(h, w, &k.device());
         if freq.dtype() != k.dtype() {
             // The cached grid is f32; a reduced-precision model gets it in its own precision.
             freq = freq.cast(burn::tensor::FloatDType::from(k.dtype()));
         }
-        Some((k * freq).neg().exp())
+        Some(heat_decay(k, freq))
     }
 
     /// Runs the operator on a channels-last map `[B, H, W, C]` → `[B, H, W, C]`.

@@ -19,15 +19,17 @@ use super::buffer::{copied, gathered, zeroed};
 use super::conv::{
     conv3x3, conv3x3_input_grad, pack_weight, pack_weight_for_input_grad, patch_matrix,
 };
+use super::decay::{decay_backward_rows, decay_rows};
 use super::depthwise::{dwconv3x3_backward, dwconv3x3_forward};
 use super::diffusion::{diffuse, diffuse_backward, fits};
 use super::gemm::{gemm, mix_along, PackedB, MIX_MAX_AXIS};
 use super::grad::{
     adamw_step_reference, conv3x3_backward_reference, conv3x3_reference,
     diffuse_backward_reference, diffuse_reference, dwconv3x3_backward_reference,
-    dwconv3x3_reference, layer_norm_backward_reference, linear_backward_reference,
-    linear_reference, mix_along_reference, scale_reference, silu_gate_backward_reference,
-    sum_of_squares_reference, HostKernels,
+    dwconv3x3_reference, heat_decay_backward_reference, heat_decay_reference,
+    layer_norm_backward_reference, linear_backward_reference, linear_reference,
+    mix_along_reference, scale_reference, silu_gate_backward_reference, sum_of_squares_reference,
+    HostKernels,
 };
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
 use super::mlp::{mlp, worth_fusing};
@@ -131,6 +133,19 @@ fn diffusion_dims(
     (shapes_agree && fits(dims)).then_some(dims)
 }
 
+/// `C` when the decay kernel takes `k` and `freq`: float32, `k` `[H, W, C]` with `C > 0`,
+/// `freq` `[H, W]`.
+fn decay_channels(k: &FlexTensor, freq: &FlexTensor) -> Option<usize> {
+    let (ks, fs) = (k.shape(), freq.shape());
+    let fits = is_f32(&[k, freq])
+        && ks.num_dims() == 3
+        && fs.num_dims() == 2
+        && ks[0] == fs[0]
+        && ks[1] == fs[1]
+        && ks[2] > 0;
+    fits.then(|| ks[2])
+}
+
 /// Whether the dense 3×3 kernel takes `x` and `weight`: float32, `x` `[B, H, W, C_in]`,
 /// `weight` `[C_out, C_in, 3, 3]`, a stride of at least 1.
 fn conv3x3_fits(x: &FlexTensor, weight: &FlexTensor, stride: usize) -> bool {
@@ -187,6 +202,41 @@ impl HostKernels for Flex {
         g.par_chunks_mut(CHUNK)
             .zip(x_values.par_chunks(CHUNK))
             .for_each(|(g, x)| gelu_backward_slice(x, g));
+        grad
+    }
+
+    fn vheat_heat_decay(k: FloatTensor<Self>, freq: FloatTensor<Self>) -> FloatTensor<Self> {
+        let Some(c) = decay_channels(&k, &freq) else {
+            return heat_decay_reference::<Self>(k, freq);
+        };
+        let (kv, fv) = (values(&k), values(&freq));
+        let mut out = zeroed(kv.len());
+        let rows = (CHUNK / c).max(1);
+        out.par_chunks_mut(rows * c)
+            .zip(kv.par_chunks(rows * c))
+            .zip(fv.par_chunks(rows))
+            .for_each(|((out, k), freq)| decay_rows(k, freq, c, out));
+        tensor(out, k.shape())
+    }
+
+    fn vheat_heat_decay_backward(
+        k: FloatTensor<Self>,
+        freq: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let fits =
+            decay_channels(&k, &freq).filter(|_| is_f32(&[&grad]) && grad.shape() == k.shape());
+        let Some(c) = fits else {
+            return heat_decay_backward_reference::<Self>(k, freq, grad);
+        };
+        let (kv, fv) = (values(&k), values(&freq));
+        let mut grad = owned(grad);
+        let rows = (CHUNK / c).max(1);
+        grad.storage_mut::<f32>()
+            .par_chunks_mut(rows * c)
+            .zip(kv.par_chunks(rows * c))
+            .zip(fv.par_chunks(rows))
+            .for_each(|((g, k), freq)| decay_backward_rows(k, freq, c, g));
         grad
     }
 

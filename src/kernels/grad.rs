@@ -55,6 +55,21 @@ pub trait HostKernels: Backend {
         silu_gate_backward_reference::<Self>(a, z, grad)
     }
 
+    /// The heat operator's spectral decay `exp(−ReLU(k)·freq)` for `k` `[H, W, C]` and the
+    /// frequency grid `freq` (`[H, W]`, `ωₙ² + ωₘ²`), a constant: it gets no gradient.
+    fn vheat_heat_decay(k: FloatTensor<Self>, freq: FloatTensor<Self>) -> FloatTensor<Self> {
+        heat_decay_reference::<Self>(k, freq)
+    }
+
+    /// `grad · ∂/∂k` of [`vheat_heat_decay`](Self::vheat_heat_decay).
+    fn vheat_heat_decay_backward(
+        k: FloatTensor<Self>,
+        freq: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        heat_decay_backward_reference::<Self>(k, freq, grad)
+    }
+
     /// LayerNorm over the last axis: `(x − μ)/√(σ² + ε) · γ + β`.
     fn vheat_layer_norm(
         x: FloatTensor<Self>,
@@ -278,6 +293,37 @@ fn register<B: Backend, const N: usize>(
 /// Stride 1, padding 1, dilation 1, `c` groups.
 fn depthwise_options(c: usize) -> ConvOptions<2> {
     ConvOptions::new([1, 1], [1, 1], [1, 1], c)
+}
+
+/// `freq` (`[H, W]`) as `[H, W, 1]` expanded to `k`'s shape `[H, W, C]`.
+fn frequencies_like<B: Backend>(freq: FloatTensor<B>, k: &FloatTensor<B>) -> FloatTensor<B> {
+    let ks = k.shape();
+    let column = B::float_reshape(freq, Shape::new([ks[0], ks[1], 1]));
+    B::float_expand(column, ks)
+}
+
+/// [`HostKernels::vheat_heat_decay`] in Burn's operators: ReLU, the broadcast product,
+/// negation, `exp`.
+pub(super) fn heat_decay_reference<B: Backend>(
+    k: FloatTensor<B>,
+    freq: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let freq = frequencies_like::<B>(freq, &k);
+    B::float_exp(B::float_neg(B::float_mul(B::relu(k), freq)))
+}
+
+/// [`HostKernels::vheat_heat_decay_backward`] in Burn's operators: `grad · (−freq · decay)`
+/// through ReLU's backward (0 where `k ≤ 0`).
+pub(super) fn heat_decay_backward_reference<B: Backend>(
+    k: FloatTensor<B>,
+    freq: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let freq = frequencies_like::<B>(freq, &k);
+    let relu = B::relu(k);
+    let decay = B::float_exp(B::float_neg(B::float_mul(relu.clone(), freq.clone())));
+    let slope = B::float_neg(B::float_mul(freq, decay));
+    B::relu_backward(relu, B::float_mul(grad, slope))
 }
 
 /// [`HostKernels::vheat_mix_along`] in Burn's operators: one broadcast batched product.
@@ -616,6 +662,45 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
                 prep.finish((a, z), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::vheat_silu_gate(a, z)),
+        }
+    }
+
+    fn vheat_heat_decay(k: FloatTensor<Self>, freq: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct DecayBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 1> for DecayBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
+                let grad = grads.consume::<B>(&ops.node);
+                if ids[0].is_some() {
+                    let (k, freq) = ops.state;
+                    let dk = B::vheat_heat_decay_backward(k, freq, grad);
+                    register::<B, 1>(grads, ids, [dk]);
+                }
+            }
+        }
+
+        // `freq` is a constant (the cached frequency grid): only `k` is a parent.
+        let node = k.node();
+        let (k, freq) = (k.into_primitive(), freq.into_primitive());
+        match DecayBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::vheat_heat_decay(k.clone(), freq.clone());
+                prep.finish((k, freq), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_heat_decay(k, freq)),
         }
     }
 

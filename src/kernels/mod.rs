@@ -11,6 +11,8 @@
 //! - [`gelu`]: exact (erf) GELU, through an erfc approximation fitted here (relative error below
 //!   1e-7 in exact arithmetic, 3.4e-7 measured in float32, against libm's 1 ulp);
 //! - [`silu_gate`]: `a · z · σ(z)`, the heat operator's gate, in one pass;
+//! - [`heat_decay`]: the heat operator's spectral decay `exp(−ReLU(k)·(ωₙ² + ωₘ²))` from the
+//!   conductivity predictor's output, in one pass;
 //! - [`layer_norm`]: LayerNorm over the last (channel) axis;
 //! - [`depthwise_conv3x3_nhwc`]: the heat operator's depthwise 3×3 on a channels-last map;
 //! - [`conv3x3_nhwc`]: the stem's and downsamplings' dense strided 3×3 on a channels-last map,
@@ -45,6 +47,7 @@ mod activation;
 mod adamw;
 mod buffer;
 mod conv;
+mod decay;
 mod depthwise;
 mod diffusion;
 #[cfg(feature = "flex")]
@@ -140,6 +143,34 @@ pub fn silu_gate<const D: usize>(a: Tensor<D>, z: Tensor<D>) -> Tensor<D> {
         ))
     } else {
         a * burn::tensor::activation::silu(z)
+    }
+}
+
+/// The heat operator's spectral decay `exp(−ReLU(k)·freq)`: `k` `[H, W, C]` is the
+/// conductivity predictor's raw output and `freq` `[H, W]` the frequency grid `ωₙ² + ωₘ²`
+/// (`heat::frequency_sq`), a constant that gets no gradient.
+///
+/// One vectorised pass (forward and backward) on the host fast path; elsewhere Burn's
+/// `(relu(k) · freq).neg().exp()`.
+///
+/// # Panics
+/// If `freq` is not `[H, W]` for `k`'s `[H, W, C]`.
+pub fn heat_decay(k: Tensor<3>, freq: Tensor<2>) -> Tensor<3> {
+    let [h, w, _] = k.dims();
+    assert_eq!(
+        freq.dims(),
+        [h, w],
+        "heat_decay needs freq [H, W] for k [H, W, C]"
+    );
+    if on_host(&k) && on_host(&freq) {
+        Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_heat_decay(
+            k.into_dispatch(),
+            freq.into_dispatch(),
+        ))
+    } else {
+        (burn::tensor::activation::relu(k) * freq.unsqueeze_dim(2))
+            .neg()
+            .exp()
     }
 }
 
