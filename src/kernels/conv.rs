@@ -56,8 +56,7 @@ pub(crate) fn conv3x3(
     let (ho, wo) = (output_side(h, stride), output_side(w, stride));
     let c_out = weight.cols();
     let m = b * ho * wo;
-    let mut y = zeroed(m * c_out);
-    gemm_with(m, weight, bias, &mut y, |row0, rows| {
+    let y = gemm_with(m, weight, bias, |row0, rows| {
         let mut rows_of_patches = vec![0.0f32; rows * k];
         patches(x, dims, stride, row0, &mut rows_of_patches);
         Cow::Owned(rows_of_patches)
@@ -137,8 +136,7 @@ pub(crate) fn conv3x3_input_grad(
     );
     let m = b * ho * wo;
     assert!(grad.len() >= m * c_out);
-    let mut dp = zeroed(m * k);
-    gemm(grad, m, weight_t, None, &mut dp);
+    let dp = gemm(grad, m, weight_t, None);
     let mut dx = zeroed(b * h * w * c_in);
     dx.par_chunks_mut((w * c_in).max(1))
         .enumerate()

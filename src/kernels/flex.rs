@@ -323,8 +323,7 @@ impl HostKernels for Flex {
         }
         let (m, k) = rows_and_inner(&x);
         let (n, packed) = packed_weight(&weight, k, out_in);
-        let mut out = zeroed(m * n);
-        gemm(&values(&x), m, &packed, Some(&values(&bias)), &mut out);
+        let out = gemm(&values(&x), m, &packed, Some(&values(&bias)));
         let mut dims = x.shape().to_vec();
         *dims.last_mut().expect("rank ≥ 1") = n;
         tensor(out, dims)
@@ -351,8 +350,7 @@ impl HostKernels for Flex {
                 PackedB::from_transposed(&values(&weight), n, k)
             })
         };
-        let mut dx = zeroed(m * k);
-        gemm(&values(&grad), m, &wt, None, &mut dx);
+        let dx = gemm(&values(&grad), m, &wt, None);
         let dx = tensor(dx, x.shape());
         let (dw, db) = weight_grads(x, &grad, out_in);
         (dx, dw, db)

@@ -11,6 +11,7 @@
 //! the portable one is plain loops.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use super::buffer::zeroed;
 use rayon::prelude::*;
@@ -106,35 +107,37 @@ impl PackedB {
     }
 }
 
-/// `out = A·B + bias` with `A` row-major `m × k`, `out` row-major `m × n` (every element is
-/// written).
-pub(crate) fn gemm(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, out: &mut [f32]) {
+/// `A·B + bias` with `A` row-major `m × k`: the row-major `m × n` result.
+pub(crate) fn gemm(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>) -> Vec<f32> {
     let k = b.k;
     assert!(a.len() >= m * k, "gemm operand sizes");
-    gemm_with(m, b, bias, out, |row0, rows| {
+    gemm_with(m, b, bias, |row0, rows| {
         Cow::Borrowed(&a[row0 * k..(row0 + rows) * k])
-    });
+    })
 }
 
 /// As [`gemm`], with the rows of `A` produced per task by `rows_of(row0, rows)` (`rows × k`
 /// values, row-major): borrowed from a matrix, or built on the fly (a convolution's patches),
 /// so that `A` never exists whole.
+///
+/// The result is written once, by the tasks that compute it, into memory nobody cleared
+/// first: zeroing a large output beforehand was a separate pass over memory.
 pub(crate) fn gemm_with<'a>(
     m: usize,
     b: &PackedB,
     bias: Option<&[f32]>,
-    out: &mut [f32],
     rows_of: impl Fn(usize, usize) -> Cow<'a, [f32]> + Sync,
-) {
+) -> Vec<f32> {
     let (k, n) = (b.k, b.n);
-    assert!(out.len() >= m * n, "gemm operand sizes");
     if m == 0 || n == 0 {
-        return;
+        return Vec::new();
     }
     if k == 0 {
-        bias_only(&mut out[..m * n], n, bias);
-        return;
+        let mut out = vec![0.0f32; m * n];
+        bias_only(&mut out, n, bias);
+        return out;
     }
+    let mut out = Vec::<f32>::with_capacity(m * n);
     let isa = active();
     // About four tasks per thread. Rows are cut into chunks of at least MIN_TASK_ROWS (each
     // chunk reads all of B once); when that gives too few chunks (a short A: batch 1, late
@@ -156,27 +159,57 @@ pub(crate) fn gemm_with<'a>(
             let panels = group * panels_per_task..((group + 1) * panels_per_task).min(panels);
             let a = rows_of(row0, rows);
             assert!(a.len() >= rows * k, "rows of A");
-            // SAFETY: this task writes rows row0.. row0 + rows, columns of `panels`, of `out`
-            // (inside it: `out.len() ≥ m·n` was asserted), and no other task writes them.
+            // SAFETY: this task writes rows row0.. row0 + rows, columns of `panels`, of the
+            // m × n values `out` has room for, and no other task writes them.
             unsafe { gemm_block(isa, &a, rows, b, bias, panels, shared, row0 * n) };
         });
+    // SAFETY: the tasks cover every row chunk × column group, and `gemm_block` writes every
+    // value of its rows and panels' columns (its contract), so all m·n values are written.
+    unsafe { out.set_len(m * n) };
+    out
 }
 
 /// `out = A·B + bias` on the calling thread (no tasks): for callers that already split the
 /// work, such as the fused MLP.
 pub(crate) fn gemm_serial(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, out: &mut [f32]) {
+    assert!(out.len() >= m * b.n, "gemm operand sizes");
+    // SAFETY: `out` holds the m × n result (asserted) and is borrowed mutably here alone.
+    unsafe { gemm_serial_raw(a, m, b, bias, SharedOut(out.as_mut_ptr())) }
+}
+
+/// As [`gemm_serial`] into memory not yet written (every value of the `m × n` result is).
+pub(crate) fn gemm_serial_uninit(
+    a: &[f32],
+    m: usize,
+    b: &PackedB,
+    bias: Option<&[f32]>,
+    out: &mut [MaybeUninit<f32>],
+) {
+    assert!(out.len() >= m * b.n, "gemm operand sizes");
+    // SAFETY: as in `gemm_serial`; the values are only written, never read before.
+    unsafe { gemm_serial_raw(a, m, b, bias, SharedOut(out.as_mut_ptr().cast())) }
+}
+
+/// # Safety
+/// `out` must point at room for `m × b.n` values that nothing else touches during the call.
+unsafe fn gemm_serial_raw(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, out: SharedOut) {
     let (k, n) = (b.k, b.n);
-    assert!(a.len() >= m * k && out.len() >= m * n, "gemm operand sizes");
+    assert!(a.len() >= m * k, "gemm operand sizes");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        bias_only(&mut out[..m * n], n, bias);
+        for r in 0..m {
+            for j in 0..n {
+                let v = bias.map_or(0.0, |bias| bias[j]);
+                // SAFETY: row r, column j of the m × n values (the caller's contract).
+                unsafe { out.ptr().add(r * n + j).write(v) };
+            }
+        }
         return;
     }
-    let shared = SharedOut(out.as_mut_ptr());
-    // SAFETY: `out` holds the m × n result (asserted) and is borrowed mutably here alone.
-    unsafe { gemm_block(active(), a, m, b, bias, 0..b.panels(), shared, 0) };
+    // SAFETY: the caller's contract.
+    unsafe { gemm_block(active(), a, m, b, bias, 0..b.panels(), out, 0) };
 }
 
 /// The product with an empty inner dimension: every row of `out` (`n` wide) is `bias`, or 0.
@@ -314,11 +347,13 @@ pub(crate) fn mix_panels(
 }
 
 /// One task's block: rows of `a` (`m × k`) times the panels `panels` of `b`, written to the
-/// rows of `out` starting at element `at` (row stride `b.n`).
+/// rows of `out` starting at element `at` (row stride `b.n`). Every value of those rows and
+/// the panels' columns is written (the first inner block stores, later ones add), so `out`
+/// may start unwritten.
 ///
 /// # Safety
-/// `out.ptr().add(at)` must start `m` rows of `b.n` values inside one buffer, whose columns of
-/// `panels` no other thread touches during the call.
+/// `out.ptr().add(at)` must start room for `m` rows of `b.n` values inside one buffer, whose
+/// columns of `panels` no other thread touches during the call.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_block(
     isa: Isa,
@@ -381,29 +416,22 @@ unsafe fn gemm_block(
                     }
                     tile_product(isa, a_block, lda, b.panel(p, kc0), NR, kc, &mut tile);
                     for r in 0..rows {
-                        // SAFETY: row r0 + r, columns p·NR.. of this block (the caller's
-                        // contract).
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                out.ptr().add(at + (r0 + r) * n + p * NR),
-                                cols,
-                            )
-                        };
+                        // Row r0 + r, columns p·NR.. of this block (the caller's contract),
+                        // written through the pointer: the first block (kc0 = 0) writes memory
+                        // nobody wrote before, the later ones add to what it wrote.
+                        // SAFETY: as above.
+                        let dst = unsafe { out.ptr().add(at + (r0 + r) * n + p * NR) };
                         let src = &tile[r * NR..r * NR + cols];
-                        if kc0 == 0 {
-                            match bias {
-                                Some(bias) => {
-                                    for ((d, &s), &c) in
-                                        dst.iter_mut().zip(src).zip(&bias[p * NR..p * NR + cols])
-                                    {
-                                        *d = s + c;
-                                    }
+                        for (j, &s) in src.iter().enumerate() {
+                            // SAFETY: column j < cols of that row.
+                            unsafe {
+                                if kc0 > 0 {
+                                    *dst.add(j) += s;
+                                } else if let Some(bias) = bias {
+                                    dst.add(j).write(s + bias[p * NR + j]);
+                                } else {
+                                    dst.add(j).write(s);
                                 }
-                                None => dst.copy_from_slice(src),
-                            }
-                        } else {
-                            for (d, &s) in dst.iter_mut().zip(src) {
-                                *d += s;
                             }
                         }
                     }
@@ -624,14 +652,8 @@ mod tests {
                 let b = values(k * n, 2);
                 let bias = values(n, 3);
                 let want = reference(&a, &b, &bias, m, k, n);
-                let mut out = vec![f32::NAN; m * n];
-                gemm(
-                    &a,
-                    m,
-                    &PackedB::from_row_major(&b, k, n),
-                    Some(&bias),
-                    &mut out,
-                );
+                let out = gemm(&a, m, &PackedB::from_row_major(&b, k, n), Some(&bias));
+                assert_eq!(out.len(), m * n);
                 // Sums of k products of values below 1: float32 accumulation error below
                 // k · 2⁻²⁴ · (sum of |terms|) ≤ 6e-8 · k², and in practice ~√k times less.
                 let tol = 1e-6 * (1.0 + k as f64);
@@ -643,14 +665,7 @@ mod tests {
                 }
                 // The transposed packing gives the same product.
                 let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
-                let mut out_t = vec![f32::NAN; m * n];
-                gemm(
-                    &a,
-                    m,
-                    &PackedB::from_transposed(&bt, k, n),
-                    Some(&bias),
-                    &mut out_t,
-                );
+                let out_t = gemm(&a, m, &PackedB::from_transposed(&bt, k, n), Some(&bias));
                 assert_eq!(out, out_t);
             }
         }

@@ -11,11 +11,10 @@
 
 use std::cell::RefCell;
 
-use super::buffer::zeroed;
 use rayon::prelude::*;
 
 use super::activation::gelu_slice;
-use super::gemm::{gemm_serial, PackedB};
+use super::gemm::{gemm_serial, gemm_serial_uninit, PackedB};
 
 /// Rows per chunk for `C` input channels: `C` (weight traffic per chunk equal to the hidden
 /// traffic it saves), at least 64 and at most 512, a multiple of 8.
@@ -49,11 +48,13 @@ pub(crate) fn mlp(
         static HIDDEN: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     }
     let rows = chunk_rows(c);
-    let mut out = zeroed(m * n);
-    if n == 0 {
-        return out;
+    if m == 0 || n == 0 {
+        return Vec::new();
     }
-    out.par_chunks_mut(rows * n)
+    // Each chunk's rows are written once, by `fc2`'s product, into memory not cleared first.
+    let mut out = Vec::<f32>::with_capacity(m * n);
+    out.spare_capacity_mut()[..m * n]
+        .par_chunks_mut(rows * n)
         .enumerate()
         .for_each(|(t, out)| {
             let (row0, count) = (t * rows, out.len() / n);
@@ -62,9 +63,12 @@ pub(crate) fn mlp(
                 let h = &mut h[..count * hidden];
                 gemm_serial(&x[row0 * c..(row0 + count) * c], count, fc1, Some(b1), h);
                 gelu_slice(h);
-                gemm_serial(h, count, fc2, Some(b2), out);
+                gemm_serial_uninit(h, count, fc2, Some(b2), out);
             });
         });
+    // SAFETY: the chunks cover all m·n values and `gemm_serial_uninit` writes every value of
+    // its `count × n` rows.
+    unsafe { out.set_len(m * n) };
     out
 }
 
