@@ -59,6 +59,13 @@ per_backend! {
         let err = max_scaled_error(got, want, f64_cpu(&x));
         eprintln!("gelu on {d:?}: max |error| / max(1, |x|) = {err:.2e}");
         assert!(err < 3e-7, "gelu error {err:e}");
+        // A tensor nobody else holds is overwritten in place, a shared one (here `x`, still
+        // held) is written to a fresh buffer: the same bits either way.
+        let bits = |t: Tensor<1>| -> Vec<u32> {
+            t.into_data().to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        let unique = Tensor::<1>::from_data(x.to_data(), d);
+        assert_eq!(bits(gelu(unique)), bits(gelu(x.clone())), "in place and out of place");
         let special = Tensor::<1>::from_floats([f32::INFINITY, f32::NAN], d);
         let s: Vec<f32> = gelu(special).into_data().try_to_vec().unwrap();
         assert_eq!(s[0], f32::INFINITY);
@@ -76,6 +83,12 @@ per_backend! {
         let err = max_scaled_error(got, want, scale);
         eprintln!("silu gate on {d:?}: max |error| / max(1, |a·z|) = {err:.2e}");
         assert!(err < 5e-7, "silu gate error {err:e}");
+        // In place (a unique `a`) and into a fresh buffer (a shared one): the same bits.
+        let bits = |t: Tensor<1>| -> Vec<u32> {
+            t.into_data().to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        let unique = Tensor::<1>::from_data(a.to_data(), d);
+        assert_eq!(bits(silu_gate(unique, z.clone())), bits(silu_gate(a.clone(), z.clone())));
     }
 
     fn depthwise_matches_conv2d_on_nchw(d) {

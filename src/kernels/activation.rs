@@ -7,6 +7,8 @@
 //! ([`super::isa`]) and vectorised by the compiler; `exp` and `erfc` are the branch-free ones
 //! of [`super::math`].
 
+use std::mem::MaybeUninit;
+
 use super::isa::isa_dispatch;
 use super::math::{erfc_nonneg, exp};
 
@@ -28,6 +30,13 @@ fn gelu_loop(v: &mut [f32]) {
 }
 
 #[inline(always)]
+fn gelu_to_loop(x: &[f32], out: &mut [MaybeUninit<f32>]) {
+    for (o, &x) in out.iter_mut().zip(x) {
+        o.write(x * phi_upper(x));
+    }
+}
+
+#[inline(always)]
 fn gelu_backward_loop(x: &[f32], grad: &mut [f32]) {
     for (g, &x) in grad.iter_mut().zip(x) {
         let density = INV_SQRT_2PI * exp(-0.5 * x * x);
@@ -44,6 +53,13 @@ fn sigmoid(z: f32) -> f32 {
 fn silu_gate_loop(a: &mut [f32], z: &[f32]) {
     for (a, &z) in a.iter_mut().zip(z) {
         *a *= z * sigmoid(z);
+    }
+}
+
+#[inline(always)]
+fn silu_gate_to_loop(a: &[f32], z: &[f32], out: &mut [MaybeUninit<f32>]) {
+    for ((o, &a), &z) in out.iter_mut().zip(a).zip(z) {
+        o.write(a * (z * sigmoid(z)));
     }
 }
 
@@ -69,6 +85,12 @@ isa_dispatch! {
 }
 
 isa_dispatch! {
+    /// `out ← GELU(x)`, element-wise, into memory not written before (for an input that must
+    /// stay as it is: one pass instead of a copy and a pass over the copy).
+    pub(crate) fn gelu_to_slice(x: &[f32], out: &mut [MaybeUninit<f32>]) => gelu_to_loop;
+}
+
+isa_dispatch! {
     /// `grad ← grad · GELU'(x)`, element-wise (`x` the forward input).
     pub(crate) fn gelu_backward_slice(x: &[f32], grad: &mut [f32]) => gelu_backward_loop;
 }
@@ -76,6 +98,15 @@ isa_dispatch! {
 isa_dispatch! {
     /// `a ← a · z · σ(z)`, element-wise.
     pub(crate) fn silu_gate_slice(a: &mut [f32], z: &[f32]) => silu_gate_loop;
+}
+
+isa_dispatch! {
+    /// `out ← a · z · σ(z)`, element-wise, into memory not written before.
+    pub(crate) fn silu_gate_to_slice(
+        a: &[f32],
+        z: &[f32],
+        out: &mut [MaybeUninit<f32>],
+    ) => silu_gate_to_loop;
 }
 
 isa_dispatch! {

@@ -19,8 +19,9 @@ use super::CHUNK;
 const PARALLEL_MIN: usize = 4 * CHUNK;
 
 /// Fills `n` values of a fresh vector with `fill(start, chunk)` over chunks of [`CHUNK`]
-/// values, in parallel; every value is written before the vector exists.
-fn filled(n: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+/// values, in parallel; every value is written before the vector exists (`fill` must write
+/// every value of its chunk).
+pub(crate) fn filled(n: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
     let mut v = Vec::<f32>::with_capacity(n);
     v.spare_capacity_mut()[..n]
         .par_chunks_mut(CHUNK)

@@ -12,10 +12,11 @@ use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
 
 use super::activation::{
-    gelu_backward_slice, gelu_slice, silu_gate_backward_slice, silu_gate_slice,
+    gelu_backward_slice, gelu_slice, gelu_to_slice, silu_gate_backward_slice, silu_gate_slice,
+    silu_gate_to_slice,
 };
 use super::adamw::{adamw_slice, AdamwStep};
-use super::buffer::{copied, gathered, zeroed};
+use super::buffer::{copied, filled, gathered, zeroed};
 use super::conv::{
     conv3x3, conv3x3_input_grad, pack_weight, pack_weight_for_input_grad, patch_matrix,
 };
@@ -59,13 +60,19 @@ fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
+/// Whether `t`'s buffer is its own, exactly its values in order: an element-wise kernel may
+/// then overwrite it in place.
+fn reusable(t: &FlexTensor) -> bool {
+    t.is_contiguous()
+        && t.layout().start_offset() == 0
+        && t.bytes().len() == t.layout().num_elements() * 4
+        && t.is_unique()
+}
+
 /// A uniquely owned, contiguous float32 buffer of `t`'s values (reusing `t`'s when it can,
 /// else copied on the pool).
 fn owned(t: FlexTensor) -> FlexTensor {
-    let exact = t.is_contiguous()
-        && t.layout().start_offset() == 0
-        && t.bytes().len() == t.layout().num_elements() * 4;
-    if exact && t.is_unique() {
+    if reusable(&t) {
         return t;
     }
     let copy = match values(&t) {
@@ -186,7 +193,16 @@ impl HostKernels for Flex {
         if !is_f32(&[&x]) {
             return <Self as burn::backend::ops::ActivationOps<Self>>::gelu(x);
         }
-        let mut x = owned(x);
+        if !reusable(&x) {
+            // The input is kept (autodiff saves it for the backward pass): one pass into a
+            // fresh buffer rather than a copy and a pass over it.
+            let xv = values(&x);
+            let out = filled(xv.len(), |start, out| {
+                gelu_to_slice(&xv[start..start + out.len()], out)
+            });
+            return tensor(out, x.shape());
+        }
+        let mut x = x;
         let v = x.storage_mut::<f32>();
         v.par_chunks_mut(CHUNK).for_each(gelu_slice);
         x
@@ -249,7 +265,16 @@ impl HostKernels for Flex {
             return <Self as burn::backend::ops::FloatTensorOps<Self>>::float_mul(a, silu);
         }
         let z_values = values(&z);
-        let mut a = owned(a);
+        if !reusable(&a) {
+            // `a` is kept (saved for the backward pass): one pass into a fresh buffer.
+            let av = values(&a);
+            let out = filled(av.len(), |start, out| {
+                let end = start + out.len();
+                silu_gate_to_slice(&av[start..end], &z_values[start..end], out)
+            });
+            return tensor(out, a.shape());
+        }
+        let mut a = a;
         let out = a.storage_mut::<f32>();
         out.par_chunks_mut(CHUNK)
             .zip(z_values.par_chunks(CHUNK))
