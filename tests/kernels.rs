@@ -62,7 +62,7 @@ per_backend! {
         // A tensor nobody else holds is overwritten in place, a shared one (here `x`, still
         // held) is written to a fresh buffer: the same bits either way.
         let bits = |t: Tensor<1>| -> Vec<u32> {
-            t.into_data().to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+            t.into_data().try_to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
         };
         let unique = Tensor::<1>::from_data(x.to_data(), d);
         assert_eq!(bits(gelu(unique)), bits(gelu(x.clone())), "in place and out of place");
@@ -85,7 +85,7 @@ per_backend! {
         assert!(err < 5e-7, "silu gate error {err:e}");
         // In place (a unique `a`) and into a fresh buffer (a shared one): the same bits.
         let bits = |t: Tensor<1>| -> Vec<u32> {
-            t.into_data().to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+            t.into_data().try_to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
         };
         let unique = Tensor::<1>::from_data(a.to_data(), d);
         assert_eq!(bits(silu_gate(unique, z.clone())), bits(silu_gate(a.clone(), z.clone())));
