@@ -35,56 +35,50 @@ pub(crate) struct PackedB {
 }
 
 impl PackedB {
-    /// `B` given row-major (`b[kk·n + j]`): each panel row is one contiguous copy.
-    pub(crate) fn from_row_major(b: &[f32], k: usize, n: usize) -> Self {
+    /// `B` (`k × n`) with each panel filled by `fill(j0, cols, panel)`: its columns
+    /// `j0..j0 + cols` into the `k × NR` zeroed `panel` (row `kk` at `kk·NR`), one panel per
+    /// task on the pool.
+    fn by_panel(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32]) + Sync) -> Self {
         let panels = n.div_ceil(NR);
         let mut data = zeroed(panels * k * NR);
         data.par_chunks_mut((k * NR).max(1))
             .enumerate()
-            .for_each(|(p, panel)| {
-                let (j0, cols) = (p * NR, NR.min(n - p * NR));
-                for kk in 0..k {
-                    panel[kk * NR..kk * NR + cols]
-                        .copy_from_slice(&b[kk * n + j0..kk * n + j0 + cols]);
-                }
-            });
+            .for_each(|(p, panel)| fill(p * NR, NR.min(n - p * NR), panel));
         Self { k, n, data }
+    }
+
+    /// `B` given row-major (`b[kk·n + j]`): each panel row is one contiguous copy.
+    pub(crate) fn from_row_major(b: &[f32], k: usize, n: usize) -> Self {
+        Self::by_panel(k, n, |j0, cols, panel| {
+            for kk in 0..k {
+                panel[kk * NR..kk * NR + cols].copy_from_slice(&b[kk * n + j0..kk * n + j0 + cols]);
+            }
+        })
     }
 
     /// `B = Wᵀ` for a row-major `w` of shape `n × k` (`B(kk, j) = w[j·k + kk]`): each row of
     /// `w` is read in order and scattered down one column of its panel.
     pub(crate) fn from_transposed(w: &[f32], k: usize, n: usize) -> Self {
-        let panels = n.div_ceil(NR);
-        let mut data = zeroed(panels * k * NR);
-        data.par_chunks_mut((k * NR).max(1))
-            .enumerate()
-            .for_each(|(p, panel)| {
-                for jj in 0..NR.min(n - p * NR) {
-                    let row = &w[(p * NR + jj) * k..(p * NR + jj + 1) * k];
-                    for (kk, &v) in row.iter().enumerate() {
-                        panel[kk * NR + jj] = v;
-                    }
+        Self::by_panel(k, n, |j0, cols, panel| {
+            for jj in 0..cols {
+                let row = &w[(j0 + jj) * k..(j0 + jj + 1) * k];
+                for (kk, &v) in row.iter().enumerate() {
+                    panel[kk * NR + jj] = v;
                 }
-            });
-        Self { k, n, data }
+            }
+        })
     }
 
     /// `B(kk, j) = value(kk, j)` for `kk < k`, `j < n`: for weights stored in another order
-    /// (a convolution's taps), packed straight from the stored tensor, one panel per task.
+    /// (a convolution's taps), packed straight from the stored tensor.
     pub(crate) fn from_fn(k: usize, n: usize, value: impl Fn(usize, usize) -> f32 + Sync) -> Self {
-        let panels = n.div_ceil(NR);
-        let mut data = zeroed(panels * k * NR);
-        data.par_chunks_mut((k * NR).max(1))
-            .enumerate()
-            .for_each(|(p, panel)| {
-                let (j0, cols) = (p * NR, NR.min(n - p * NR));
-                for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-                    for (jj, v) in row[..cols].iter_mut().enumerate() {
-                        *v = value(kk, j0 + jj);
-                    }
+        Self::by_panel(k, n, |j0, cols, panel| {
+            for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                for (jj, v) in row[..cols].iter_mut().enumerate() {
+                    *v = value(kk, j0 + jj);
                 }
-            });
-        Self { k, n, data }
+            }
+        })
     }
 
     /// Rows of `B` (the product's inner dimension).

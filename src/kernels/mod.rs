@@ -29,7 +29,8 @@
 //!   `train::FusedAdamW` is built on it), and [`sum_of_squares`] and [`scale`] for global-norm
 //!   gradient clipping.
 //!
-//! Their outputs are zeroed, copied and gathered from strided views on the pool too
+//! The products write their outputs once, into memory not cleared first; other outputs are
+//! zeroed, copied and gathered from strided views on the pool
 //! (`buffer.rs`), and bias gradients are summed there (`reduce.rs`): done by one thread, those
 //! left the pool idle for about a quarter of a vHeat-T training step.
 //!
