@@ -64,7 +64,13 @@ fn silu_gate_to_loop(a: &[f32], z: &[f32], out: &mut [MaybeUninit<f32>]) {
 }
 
 #[inline(always)]
-fn silu_gate_backward_loop(a: &[f32], z: &[f32], grad: &[f32], da: &mut [f32], dz: &mut [f32]) {
+fn silu_gate_backward_loop(
+    a: &[f32],
+    z: &[f32],
+    grad: &[f32],
+    da: &mut [MaybeUninit<f32>],
+    dz: &mut [MaybeUninit<f32>],
+) {
     for i in 0..grad
         .len()
         .min(a.len())
@@ -74,8 +80,8 @@ fn silu_gate_backward_loop(a: &[f32], z: &[f32], grad: &[f32], da: &mut [f32], d
     {
         let (a, z, g) = (a[i], z[i], grad[i]);
         let s = sigmoid(z);
-        da[i] = g * z * s;
-        dz[i] = g * a * s * (1.0 + z * (1.0 - s));
+        da[i].write(g * z * s);
+        dz[i].write(g * a * s * (1.0 + z * (1.0 - s)));
     }
 }
 
@@ -110,12 +116,13 @@ isa_dispatch! {
 }
 
 isa_dispatch! {
-    /// The gate's gradients: `da = grad·z·σ(z)`, `dz = grad·a·σ(z)·(1 + z·(1 − σ(z)))`.
+    /// The gate's gradients: `da = grad·z·σ(z)`, `dz = grad·a·σ(z)·(1 + z·(1 − σ(z)))`, into
+    /// memory not written before (the first `min` of the five lengths values of each).
     pub(crate) fn silu_gate_backward_slice(
         a: &[f32],
         z: &[f32],
         grad: &[f32],
-        da: &mut [f32],
-        dz: &mut [f32],
+        da: &mut [MaybeUninit<f32>],
+        dz: &mut [MaybeUninit<f32>],
     ) => silu_gate_backward_loop;
 }

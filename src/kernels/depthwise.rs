@@ -7,7 +7,7 @@
 //! same convolution of the output gradient with the taps flipped; the tap and bias gradients
 //! are sums over every position, accumulated per fixed group of rows and added up in order.
 
-use super::buffer::zeroed;
+use super::buffer::{filled_in_blocks, init_repeating};
 use super::reduce::sum_in_order;
 use rayon::prelude::*;
 
@@ -20,19 +20,18 @@ pub(crate) type Dims = [usize; 4];
 struct Row<'a> {
     plane: &'a [f32],
     taps: &'a [f32],
-    bias: &'a [f32],
     i: usize,
     h: usize,
     w: usize,
     c: usize,
 }
 
+/// Adds one output row's taps into `out_row`, which holds the bias at every pixel.
 #[inline(always)]
 fn conv_row_loop(job: &Row<'_>, out_row: &mut [f32]) {
     let &Row {
         plane,
         taps,
-        bias,
         i,
         h,
         w,
@@ -40,7 +39,6 @@ fn conv_row_loop(job: &Row<'_>, out_row: &mut [f32]) {
     } = job;
     for j in 0..w {
         let out = &mut out_row[j * c..(j + 1) * c];
-        out.copy_from_slice(bias);
         for di in 0..3 {
             let Some(src_i) = (i + di).checked_sub(1).filter(|&r| r < h) else {
                 continue;
@@ -102,27 +100,26 @@ isa_dispatch! {
 /// one output row per parallel task.
 pub(crate) fn dwconv3x3_forward(input: &[f32], taps: &[f32], bias: &[f32], dims: Dims) -> Vec<f32> {
     let [b, h, w, c] = dims;
-    let mut out = zeroed(b * h * w * c);
     let row_len = w * c;
-    if row_len == 0 {
-        return out;
+    if row_len == 0 || b * h == 0 {
+        return Vec::new();
     }
-    out.par_chunks_mut(row_len)
-        .enumerate()
-        .for_each(|(row, out_row)| {
-            let (n, i) = (row / h, row % h);
-            let job = Row {
-                plane: &input[n * h * row_len..(n + 1) * h * row_len],
-                taps,
-                bias,
-                i,
-                h,
-                w,
-                c,
-            };
-            conv_row(&job, out_row);
-        });
-    out
+    assert!(input.len() >= b * h * row_len && bias.len() == c && taps.len() >= 9 * c);
+    // One output row per block, each first set to the bias then added to: every value is
+    // written (the contract of `filled_in_blocks`).
+    filled_in_blocks(b * h * row_len, row_len, |row, out_row| {
+        let (n, i) = (row / h, row % h);
+        let job = Row {
+            plane: &input[n * h * row_len..(n + 1) * h * row_len],
+            taps,
+            i,
+            h,
+            w,
+            c,
+        };
+        conv_row(&job, init_repeating(out_row, bias));
+    })
+    .0
 }
 
 /// `(dx, dtaps, dbias)` of [`dwconv3x3_forward`] for the output gradient `grad`: `dx` as

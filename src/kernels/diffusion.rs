@@ -16,9 +16,10 @@
 //! spectrum) for it. The sum over the batch runs in item order on one task per row `h`, so the
 //! result does not depend on the thread count.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use super::buffer::zeroed;
 use super::gemm::{mix_along, mix_panels, RowTiles, SharedOut, MIX_MAX_AXIS, NR};
 use super::isa::active;
 
@@ -47,14 +48,14 @@ impl Bases {
 }
 
 /// One `[W, C]` row through `D_W`, then `scale` (`decay` row, `W·C` values), then `D_Wᵀ`, in
-/// place. `spectrum`, when given, receives the row after `D_W` (before the decay); `tmp` is
-/// scratch of at least `W·C` values.
+/// place. `spectrum`, when given, receives the row after `D_W` (before the decay), every
+/// value of it written; `tmp` is scratch of at least `W·C` values.
 fn row_pass(
     bases: &Bases,
     row: &mut [f32],
     c: usize,
     decay: &[f32],
-    mut spectrum: Option<&mut [f32]>,
+    mut spectrum: Option<&mut [MaybeUninit<f32>]>,
     tmp: &mut [f32],
     strip: &mut Vec<f32>,
 ) {
@@ -70,7 +71,9 @@ fn row_pass(
         |i, j0, values| {
             let at = i * c + j0;
             if let Some(spectrum) = spectrum.as_deref_mut() {
-                spectrum[at..at + values.len()].copy_from_slice(values);
+                for (s, &v) in spectrum[at..at + values.len()].iter_mut().zip(values) {
+                    s.write(v);
+                }
             }
             for ((t, &v), &d) in tmp[at..at + values.len()]
                 .iter_mut()
@@ -115,14 +118,16 @@ pub(crate) fn diffuse(
     let bases = Bases::new(dct_w, w);
     // DCT along H: the whole `[W·C]`-wide rows of each item mixed at once.
     let mut u = mix_along(x, [b, h, plane], dct_h, h);
-    let mut spectrum = keep_spectrum.then(|| zeroed(u.len()));
+    // The spectrum is written once, by the row pass (every row, every value), not zeroed first.
+    let n = u.len();
+    let mut spectrum = keep_spectrum.then(|| Vec::<f32>::with_capacity(n));
     if plane > 0 {
         // Scratch (the row between the two products, a partial strip) once per worker, not
         // once per row.
         let scratch = || (vec![0.0f32; plane], Vec::new());
         let task = |(tmp, strip): &mut (Vec<f32>, Vec<f32>),
                     (index, row): (usize, &mut [f32]),
-                    spectrum: Option<&mut [f32]>| {
+                    spectrum: Option<&mut [MaybeUninit<f32>]>| {
             let hh = index % h;
             let decay = &decay[hh * plane..(hh + 1) * plane];
             row_pass(&bases, row, c, decay, spectrum, tmp, strip);
@@ -131,13 +136,19 @@ pub(crate) fn diffuse(
             Some(spectrum) => u
                 .par_chunks_mut(plane)
                 .enumerate()
-                .zip(spectrum.par_chunks_mut(plane))
+                .zip(spectrum.spare_capacity_mut()[..n].par_chunks_mut(plane))
                 .for_each_init(scratch, |s, (row, spectrum)| task(s, row, Some(spectrum))),
             None => u
                 .par_chunks_mut(plane)
                 .enumerate()
                 .for_each_init(scratch, |s, row| task(s, row, None)),
         }
+    }
+    if let Some(spectrum) = spectrum.as_mut() {
+        // SAFETY: every `[W·C]` row of the `n` values went through `row_pass`, which writes
+        // every value of its spectrum row (`mix_panels` stores every row of every panel); with
+        // `plane == 0`, `n` is 0.
+        unsafe { spectrum.set_len(n) };
     }
     // The inverse along H (`D_Hᵀ`).
     (
@@ -184,15 +195,12 @@ pub(crate) fn diffuse_backward(
                     // the task of row hh touches it.
                     let row =
                         unsafe { std::slice::from_raw_parts_mut(shared.ptr().add(at), plane) };
-                    row_pass(
-                        &bases,
-                        row,
-                        c,
-                        decay,
-                        Some(&mut g_hat),
-                        &mut tmp,
-                        &mut strip,
-                    );
+                    // SAFETY: the same memory seen as possibly-uninitialised values; `row_pass`
+                    // only writes initialised ones into it, so `g_hat` stays initialised.
+                    let g_hat_out = unsafe {
+                        &mut *(g_hat.as_mut_slice() as *mut [f32] as *mut [MaybeUninit<f32>])
+                    };
+                    row_pass(&bases, row, c, decay, Some(g_hat_out), &mut tmp, &mut strip);
                     for ((d, &s), &g) in dd.iter_mut().zip(&spectrum[at..at + plane]).zip(&g_hat) {
                         *d += s * g;
                     }

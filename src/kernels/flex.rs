@@ -293,12 +293,21 @@ impl HostKernels for Flex {
         let shape = grad.shape();
         let (a, z, g) = (values(&a), values(&z), values(&grad));
         let n = g.len();
-        let (mut da, mut dz) = (zeroed(n), zeroed(n));
-        da.par_chunks_mut(CHUNK)
-            .zip(dz.par_chunks_mut(CHUNK))
+        assert!(a.len() == n && z.len() == n, "equal shapes, checked above");
+        // Both gradients are written once, by the pass that computes them (no zeroing first).
+        let (mut da, mut dz) = (Vec::<f32>::with_capacity(n), Vec::<f32>::with_capacity(n));
+        da.spare_capacity_mut()[..n]
+            .par_chunks_mut(CHUNK)
+            .zip(dz.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
             .zip(a.par_chunks(CHUNK).zip(z.par_chunks(CHUNK)))
             .zip(g.par_chunks(CHUNK))
             .for_each(|(((da, dz), (a, z)), g)| silu_gate_backward_slice(a, z, g, da, dz));
+        // SAFETY: the chunks of all five cover `..n` alike (equal lengths, asserted), and the
+        // kernel writes every value of its `da` and `dz` chunks.
+        unsafe {
+            da.set_len(n);
+            dz.set_len(n);
+        }
         (tensor(da, shape.clone()), tensor(dz, shape))
     }
 

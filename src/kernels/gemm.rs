@@ -248,10 +248,11 @@ pub(crate) fn mix_along(
     m: usize,
 ) -> Vec<f32> {
     assert!(n <= MIX_MAX_AXIS && x.len() >= before * n * after && a.len() >= m * n);
-    let mut out = zeroed(before * m * after);
     if before == 0 || m == 0 || after == 0 {
-        return out;
+        return Vec::new();
     }
+    // Written once by the tasks below, into memory not cleared first (as `gemm_with`).
+    let mut out = Vec::<f32>::with_capacity(before * m * after);
     let isa = active();
     let a = RowTiles::new(a, m, n);
     let panels = after.div_ceil(NR);
@@ -273,6 +274,9 @@ pub(crate) fn mix_along(
             }
         });
     });
+    // SAFETY: the tasks cover every (item, panel), and `mix_panels` stores every row of each
+    // panel it is given, so all before × m × after values were written.
+    unsafe { out.set_len(before * m * after) };
     out
 }
 

@@ -6,9 +6,10 @@
 //! `dx = r·(g·γ − mean(g·γ) − x̂·mean(g·γ·x̂))`, `dγ = Σ_rows g·x̂`, `dβ = Σ_rows g`.
 //! Sums run in 16 interleaved partial sums so that they vectorise.
 
-use super::buffer::zeroed;
+use std::mem::MaybeUninit;
+
+use super::buffer::filled_in_blocks;
 use super::reduce::sum_in_order;
-use rayon::prelude::*;
 
 use super::isa::isa_dispatch;
 
@@ -60,12 +61,12 @@ fn moments(row: &[f32], eps: f32) -> (f32, f32) {
 }
 
 #[inline(always)]
-fn forward_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+fn forward_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [MaybeUninit<f32>]) {
     let c = gamma.len();
     for (row, y) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
         let (mean, rstd) = moments(row, eps);
         for k in 0..c {
-            y[k] = (row[k] - mean) * rstd * gamma[k] + beta[k];
+            y[k].write((row[k] - mean) * rstd * gamma[k] + beta[k]);
         }
     }
 }
@@ -77,7 +78,7 @@ fn backward_rows(
     gamma: &[f32],
     grad: &[f32],
     eps: f32,
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
     dgamma_dbeta: &mut [f32],
 ) {
     let c = gamma.len();
@@ -110,7 +111,7 @@ fn backward_rows(
         let mean_ggx = (lanes_total(s2) + t2) * inv_c;
         for k in 0..c {
             let xhat = (row[k] - mean) * rstd;
-            d[k] = rstd * (g[k] * gamma[k] - mean_gg - xhat * mean_ggx);
+            d[k].write(rstd * (g[k] * gamma[k] - mean_gg - xhat * mean_ggx));
             dgamma[k] += g[k] * xhat;
             dbeta[k] += g[k];
         }
@@ -118,7 +119,13 @@ fn backward_rows(
 }
 
 isa_dispatch! {
-    fn forward_block(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) => forward_rows;
+    fn forward_block(
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+        out: &mut [MaybeUninit<f32>],
+    ) => forward_rows;
 }
 
 isa_dispatch! {
@@ -127,7 +134,7 @@ isa_dispatch! {
         gamma: &[f32],
         grad: &[f32],
         eps: f32,
-        dx: &mut [f32],
+        dx: &mut [MaybeUninit<f32>],
         dgamma_dbeta: &mut [f32],
     ) => backward_rows;
 }
@@ -140,12 +147,20 @@ fn rows_per_task(c: usize) -> usize {
 /// LayerNorm of every `C`-row of `x` (`C = gamma.len()`), in parallel over blocks of rows.
 pub(crate) fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
     let c = gamma.len();
-    let mut out = zeroed(x.len());
+    if x.is_empty() {
+        return Vec::new();
+    }
+    // Whole rows: every output value is written (the blocks' contract).
+    assert!(
+        c > 0 && x.len().is_multiple_of(c),
+        "layer norm of whole rows"
+    );
     let block = rows_per_task(c) * c;
-    out.par_chunks_mut(block)
-        .zip(x.par_chunks(block))
-        .for_each(|(y, x)| forward_block(x, gamma, beta, eps, y));
-    out
+    filled_in_blocks(x.len(), block, |i, y| {
+        let x = &x[i * block..i * block + y.len()];
+        forward_block(x, gamma, beta, eps, y)
+    })
+    .0
 }
 
 /// `(dx, dγ, dβ)` of [`layer_norm_forward`] for the output gradient `grad`.
@@ -156,19 +171,23 @@ pub(crate) fn layer_norm_backward(
     eps: f32,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = gamma.len();
-    let mut dx = zeroed(x.len());
+    if x.is_empty() {
+        return (Vec::new(), vec![0.0; c], vec![0.0; c]);
+    }
+    // Whole rows, as many as the gradient's: every value of dx is written.
+    assert!(
+        c > 0 && x.len().is_multiple_of(c) && grad.len() == x.len(),
+        "layer norm of whole rows"
+    );
     let block = rows_per_task(c) * c;
     // One partial (dγ, dβ) per block of rows, added up in block order: the result does not
     // depend on how rayon schedules the blocks, so seeded training is reproducible.
-    let partials: Vec<Vec<f32>> = dx
-        .par_chunks_mut(block)
-        .zip(x.par_chunks(block).zip(grad.par_chunks(block)))
-        .map(|(d, (x, g))| {
-            let mut acc = vec![0.0f32; 2 * c];
-            backward_block(x, gamma, g, eps, d, &mut acc);
-            acc
-        })
-        .collect();
+    let (dx, partials) = filled_in_blocks(x.len(), block, |i, d| {
+        let rows = i * block..i * block + d.len();
+        let mut acc = vec![0.0f32; 2 * c];
+        backward_block(&x[rows.clone()], gamma, &grad[rows], eps, d, &mut acc);
+        acc
+    });
     let sums = sum_in_order(&partials, 2 * c);
     let (dgamma, dbeta) = sums.split_at(c);
     (dx, dgamma.to_vec(), dbeta.to_vec())

@@ -29,10 +29,11 @@
 //!   `train::FusedAdamW` is built on it), and [`sum_of_squares`] and [`scale`] for global-norm
 //!   gradient clipping.
 //!
-//! The products write their outputs once, into memory not cleared first; other outputs are
-//! zeroed, copied and gathered from strided views on the pool
-//! (`buffer.rs`), and bias gradients are summed there (`reduce.rs`): done by one thread, those
-//! left the pool idle for about a quarter of a vHeat-T training step.
+//! The products, the norms, the depthwise convolution, the gate's gradients and the
+//! diffusion's transforms write their outputs once, into memory not cleared first; the few
+//! outputs that are accumulated into are zeroed, and copies and gathers from strided views
+//! run on the pool (`buffer.rs`), as do the bias gradients' sums (`reduce.rs`): done by one
+//! thread, those left the pool idle for about a quarter of a vHeat-T training step.
 //!
 //! Each is a Burn backend extension ([`HostKernels`]) with a handwritten backward pass, so on
 //! `Autodiff<Flex>` a training step records one graph node per call and its backward runs the
