@@ -19,7 +19,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Distribution, FloatDType, TensorData};
 use vheat::kernels::{
     depthwise_conv3x3_nhwc, gelu, heat_decay, isa, layer_norm, layer_norm_epsilon, on_host,
-    silu_gate,
+    residual, silu_gate,
 };
 
 /// The ISA switch is process-wide: the two tests that flip it run one at a time.
@@ -164,6 +164,65 @@ fn check_heat_decay() {
     // One product of values up to ~5·20 rounded to float32 (6e-8 relative), the vectorised
     // exp (a few ulp) and, in the gradient, one more product; Burn's float32 exp rounds too.
     assert!(e64 < 2e-6 && e32 < 4e-6, "heat decay {e64:e} / {e32:e}");
+}
+
+/// The residual connection with a tracked per-sample scale (layer scale), with a constant one
+/// (stochastic depth alone: 0 drops a sample) and without one, against Burn's broadcast
+/// product and sum.
+fn check_residual() {
+    let (b, h, w, c) = (3, 4, 5, 37);
+    let x = random([b, h, w, c], 1.0, 21);
+    let branch = random([b, h, w, c], 2.0, 22);
+    let scale = random([b, 1, 1, c], 1.0, 23);
+    let up = random([b, h, w, c], 1.0, 24);
+    let (e64, e32) = compare(
+        &[x.clone(), branch.clone(), scale],
+        &up,
+        |t| {
+            residual(
+                t[0].clone(),
+                t[1].clone(),
+                Some(t[2].clone().reshape([b, c])),
+            )
+        },
+        |t| t[0].clone() + t[1].clone() * t[2].clone(),
+    );
+    eprintln!("residual, tracked scale: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}");
+    // One product and one sum per value in float32; the scale's gradient sums h·w = 20
+    // products per sample and channel in float32, in another order than Burn's.
+    assert!(e64 < 2e-6 && e32 < 2e-6, "residual {e64:e} / {e32:e}");
+
+    // Sample 1 dropped, the others kept with probability 0.8: the factors a drop path draws.
+    let keep: Vec<f32> = (0..b * c)
+        .map(|i| if i / c == 1 { 0.0 } else { 1.25 })
+        .collect();
+    let constant = |like: &Tensor<4>| -> Tensor<2> {
+        Tensor::<1>::from_data(TensorData::new(keep.clone(), [b * c]), &ad())
+            .cast(FloatDType::from(like.dtype()))
+            .reshape([b, c])
+    };
+    let (e64, e32) = compare(
+        &[x.clone(), branch.clone()],
+        &up,
+        |t| residual(t[0].clone(), t[1].clone(), Some(constant(&t[0]))),
+        |t| t[0].clone() + t[1].clone() * constant(&t[0]).reshape([b, 1, 1, c]),
+    );
+    eprintln!("residual, constant scale: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}");
+    // As above, without the scale's gradient; 1.25 and 0 are exact in float32.
+    assert!(
+        e64 < 1e-6 && e32 < 1e-6,
+        "residual (constant) {e64:e} / {e32:e}"
+    );
+
+    let (e64, e32) = compare(
+        &[x, branch],
+        &up,
+        |t| residual(t[0].clone(), t[1].clone(), None),
+        |t| t[0].clone() + t[1].clone(),
+    );
+    eprintln!("residual sum: vs f64 {e64:.2e}, vs Burn f32 {e32:.2e}");
+    // One float32 sum per value: the same bits as Burn's; the gradients are the upstream one.
+    assert!(e64 < 1e-6 && e32 == 0.0, "residual sum {e64:e} / {e32:e}");
 }
 
 fn check_layer_norm() {
@@ -480,6 +539,7 @@ fn check_all() {
     check_gelu();
     check_silu_gate();
     check_heat_decay();
+    check_residual();
     check_layer_norm();
     check_depthwise();
 }

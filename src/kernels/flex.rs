@@ -29,13 +29,14 @@ use super::grad::{
     diffuse_backward_reference, diffuse_reference, dwconv3x3_backward_reference,
     dwconv3x3_reference, heat_decay_backward_reference, heat_decay_reference,
     layer_norm_backward_reference, linear_backward_reference, linear_reference,
-    mix_along_reference, scale_reference, silu_gate_backward_reference, sum_of_squares_reference,
-    HostKernels,
+    mix_along_reference, residual_backward_reference, residual_reference, scale_reference,
+    silu_gate_backward_reference, sum_of_squares_reference, HostKernels,
 };
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
 use super::mlp::{mlp, worth_fusing};
 use super::packed_cache::{packed, Orientation};
 use super::reduce::{column_sums, sum_of_squares};
+use super::residual::{scaled_sum, scaled_sum_backward, sum};
 use super::transposed_product::transposed_product;
 use super::CHUNK;
 
@@ -181,6 +182,22 @@ fn weight_grads(x: FlexTensor, grad: &FlexTensor, out_in: bool) -> (FlexTensor, 
         tensor(transposed_product(&x, &g, m, k, n), [k, n])
     };
     (dw, tensor(db, [n]))
+}
+
+/// `[B, C]` when `a` and `b` are float32 of one shape `[B, …, C]` and `scale` float32
+/// `[B, C]`: the residual kernel's case.
+fn residual_rows(a: &FlexTensor, b: &FlexTensor, scale: &FlexTensor) -> Option<[usize; 2]> {
+    let shape = a.shape();
+    let rank = shape.num_dims();
+    let bc = [shape[0], shape[rank - 1]];
+    let fits = is_f32(&[a, b, scale])
+        && rank >= 2
+        && b.shape() == shape
+        && scale.shape().num_dims() == 2
+        && [scale.shape()[0], scale.shape()[1]] == bc
+        && bc[0] > 0
+        && bc[1] > 0;
+    fits.then_some(bc)
 }
 
 fn dims4(t: &FlexTensor) -> [usize; 4] {
@@ -552,6 +569,42 @@ impl HostKernels for Flex {
             }
             None => diffuse_backward_reference::<Self>(grad, decay, dct_h, dct_w, spectrum),
         }
+    }
+
+    fn vheat_residual(
+        x: FloatTensor<Self>,
+        branch: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let Some(bc) = residual_rows(&x, &branch, &scale) else {
+            return residual_reference::<Self>(x, branch, scale);
+        };
+        let out = scaled_sum(&values(&x), &values(&branch), &values(&scale), bc);
+        tensor(out, x.shape())
+    }
+
+    fn vheat_residual_backward(
+        branch: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        want_dscale: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let fits = residual_rows(&grad, &branch, &scale);
+        let Some(bc) = fits else {
+            return residual_backward_reference::<Self>(branch, scale, grad, want_dscale);
+        };
+        let (gv, bv, sv) = (values(&grad), values(&branch), values(&scale));
+        let (dbranch, dscale) = scaled_sum_backward(&gv, &bv, &sv, bc, want_dscale);
+        let dscale = dscale.unwrap_or_else(|| vec![0.0; bc[0] * bc[1]]);
+        (tensor(dbranch, grad.shape()), tensor(dscale, scale.shape()))
+    }
+
+    fn vheat_residual_sum(x: FloatTensor<Self>, branch: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&x, &branch]) || x.shape() != branch.shape() {
+            return <Self as burn::backend::ops::FloatTensorOps<Self>>::float_add(x, branch);
+        }
+        let out = sum(&values(&x), &values(&branch));
+        tensor(out, x.shape())
     }
 
     fn vheat_conv3x3(

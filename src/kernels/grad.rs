@@ -224,6 +224,33 @@ pub trait HostKernels: Backend {
         scale_reference::<Self>(x, coef)
     }
 
+    /// A residual connection `x + branch ⊙ scale` for `x` and `branch` `[B, …, C]` and
+    /// `scale` `[B, C]` (one row per sample, broadcast over its pixels): layer scale times the
+    /// stochastic-depth factor.
+    fn vheat_residual(
+        x: FloatTensor<Self>,
+        branch: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        residual_reference::<Self>(x, branch, scale)
+    }
+
+    /// `(∂L/∂branch, ∂L/∂scale)` of [`vheat_residual`](Self::vheat_residual) for the output
+    /// gradient `grad` (`∂L/∂x` is `grad`); without `want_dscale` the second is zeros.
+    fn vheat_residual_backward(
+        branch: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        want_dscale: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        residual_backward_reference::<Self>(branch, scale, grad, want_dscale)
+    }
+
+    /// A residual connection without scale, `x + branch` (equal shapes).
+    fn vheat_residual_sum(x: FloatTensor<Self>, branch: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_add(x, branch)
+    }
+
     /// `(dx, dweight, dbias)` of [`vheat_dwconv3x3`](Self::vheat_dwconv3x3) for the output
     /// gradient `grad` (`[B, H, W, C]`).
     fn vheat_dwconv3x3_backward(
@@ -260,6 +287,50 @@ pub(super) fn adamw_step_reference<B: Backend>(
     let delta = B::float_div(m_hat, root);
     let param = B::float_sub(scaled(param, s.decay), scaled(delta, s.lr));
     (param, m, v)
+}
+
+/// `scale` (`[B, C]`) as `[B, 1, …, 1, C]` for a tensor of `like`'s rank.
+fn per_sample_rows<B: Backend>(scale: FloatTensor<B>, like: &FloatTensor<B>) -> FloatTensor<B> {
+    let (ss, rank) = (scale.shape(), like.shape().num_dims());
+    let mut dims = vec![1usize; rank];
+    dims[0] = ss[0];
+    dims[rank - 1] = ss[1];
+    B::float_reshape(scale, Shape::from(dims))
+}
+
+/// [`HostKernels::vheat_residual`] in Burn's operators: a broadcast product and a sum.
+pub(super) fn residual_reference<B: Backend>(
+    x: FloatTensor<B>,
+    branch: FloatTensor<B>,
+    scale: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let scale = per_sample_rows::<B>(scale, &branch);
+    B::float_add(x, B::float_mul(branch, scale))
+}
+
+/// [`HostKernels::vheat_residual_backward`] in Burn's operators.
+pub(super) fn residual_backward_reference<B: Backend>(
+    branch: FloatTensor<B>,
+    scale: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    want_dscale: bool,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let scale_shape = scale.shape();
+    let scale_of_shape = scale.clone();
+    let dbranch = B::float_mul(grad.clone(), per_sample_rows::<B>(scale, &branch));
+    let dscale = if want_dscale {
+        let gs = grad.shape();
+        let (batch, c) = (gs[0], gs[gs.num_dims() - 1]);
+        let terms = B::float_reshape(
+            B::float_mul(grad, branch),
+            Shape::new([batch, gs.num_elements() / (batch * c).max(1), c]),
+        );
+        B::float_reshape(B::float_sum_dim(terms, 1), scale_shape)
+    } else {
+        // Zeros of the scale's shape, made from the scale itself (no device handle needed).
+        B::float_mul_scalar(scale_of_shape, 0.0.into())
+    };
+    (dbranch, dscale)
 }
 
 /// [`HostKernels::vheat_sum_of_squares`] in Burn's operators: `(x·x).sum()`, shaped `[1]`.
@@ -929,6 +1000,96 @@ impl<B: Backend + HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B
             }
             OpsKind::UnTracked(prep) => prep.finish(B::vheat_diffuse(x, decay, dct_h, dct_w)),
         }
+    }
+
+    fn vheat_residual(
+        x: FloatTensor<Self>,
+        branch: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ResidualBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 3> for ResidualBackward {
+            /// The branch, only when the scale needs a gradient (else it is not kept), and the
+            /// scale.
+            type State = (Option<FloatTensor<B>>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
+                let grad = grads.consume::<B>(&ops.node);
+                let (branch, scale) = ops.state;
+                let want_dscale = ids[2].is_some() && branch.is_some();
+                if let Some(id) = ids[0] {
+                    grads.register::<B>(id, grad.clone());
+                }
+                if ids[1].is_none() && !want_dscale {
+                    return;
+                }
+                // Without a kept branch (the scale needs no gradient) `grad` stands in for
+                // it: only `∂/∂branch` is computed then, which does not read it.
+                let branch = branch.unwrap_or_else(|| grad.clone());
+                let (dbranch, dscale) =
+                    B::vheat_residual_backward(branch, scale, grad, want_dscale);
+                register::<B, 2>(
+                    grads,
+                    [ids[1], ids[2].filter(|_| want_dscale)],
+                    [dbranch, dscale],
+                );
+            }
+        }
+
+        let keep_branch = scale.is_tracked();
+        let nodes = [x.node(), branch.node(), scale.node()];
+        let (x, branch, scale) = (
+            x.into_primitive(),
+            branch.into_primitive(),
+            scale.into_primitive(),
+        );
+        match ResidualBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::vheat_residual(x, branch.clone(), scale.clone());
+                prep.finish((keep_branch.then_some(branch), scale), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::vheat_residual(x, branch, scale)),
+        }
+    }
+
+    fn vheat_residual_sum(x: FloatTensor<Self>, branch: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SumBackward;
+
+        impl<B: Backend + HostKernels> Backward<B, 2> for SumBackward {
+            type State = ();
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let ids = ops.parents.map(|p| p.map(|node| node.id));
+                let grad = grads.consume::<B>(&ops.node);
+                // Both parents get the gradient itself (shared, not copied).
+                register::<B, 2>(grads, ids, [grad.clone(), grad]);
+            }
+        }
+
+        let nodes = [x.node(), branch.node()];
+        let (x, branch) = (x.into_primitive(), branch.into_primitive());
+        SumBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateless(B::vheat_residual_sum(x, branch))
     }
 
     fn vheat_conv3x3(

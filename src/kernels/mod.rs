@@ -25,6 +25,8 @@
 //! - [`mix_along`]: a matrix applied along one axis, which is how the heat operator's DCTs run;
 //! - [`diffuse`]: the heat operator's whole diffusion `IDCT2D(DCT2D(x) ⊙ decay)` in one pass
 //!   per axis, whose backward is the same diffusion of the gradient plus `∂/∂decay`.
+//! - [`residual`]: a block's residual connection `x + branch ⊙ scale` (layer scale and
+//!   stochastic depth folded into one per-sample row), in one pass each way;
 //! - [`adamw_step`]: one AdamW step per parameter in one in-place pass (the optimiser
 //!   `train::FusedAdamW` is built on it), and [`sum_of_squares`] and [`scale`] for global-norm
 //!   gradient clipping.
@@ -63,6 +65,7 @@ mod mlp;
 #[cfg(feature = "flex")]
 mod packed_cache;
 mod reduce;
+mod residual;
 mod transposed_product;
 
 pub use adamw::AdamwStep;
@@ -256,6 +259,50 @@ pub fn scale<const D: usize>(x: Tensor<D>, coef: Tensor<1>) -> Tensor<D> {
     } else {
         grad::scale_reference::<Dispatch>(x, coef)
     })
+}
+
+/// A residual connection `x + branch ⊙ scale`, for `x` and `branch` of one shape `[B, …, C]`
+/// and `scale` `[B, C]`: one row per sample, broadcast over its pixels (a block's layer scale
+/// times the sample's stochastic-depth factor); without `scale`, `x + branch`.
+///
+/// On the host fast path it is one parallel pass, forward and backward (`∂/∂x` is the
+/// incoming gradient itself, `∂/∂branch` one scaled pass, `∂/∂scale` summed per sample only
+/// when `scale` needs a gradient); elsewhere Burn's broadcast product and sum.
+///
+/// # Panics
+/// If `branch`'s shape is not `x`'s, or `scale` is not `[B, C]` for it.
+pub fn residual<const D: usize>(
+    x: Tensor<D>,
+    branch: Tensor<D>,
+    scale: Option<Tensor<2>>,
+) -> Tensor<D> {
+    let dims = x.dims();
+    assert_eq!(branch.dims(), dims, "residual needs equal shapes");
+    let host = on_host(&x) && on_host(&branch) && D >= 2;
+    let Some(scale) = scale else {
+        if !host {
+            return x + branch;
+        }
+        return Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_residual_sum(
+            x.into_dispatch(),
+            branch.into_dispatch(),
+        ));
+    };
+    assert!(
+        D >= 2 && scale.dims() == [dims[0], dims[D - 1]],
+        "residual scale must be [B, C]"
+    );
+    if !(host && on_host(&scale)) {
+        let mut rows = [1usize; D];
+        rows[0] = dims[0];
+        rows[D - 1] = dims[D - 1];
+        return x + branch * scale.reshape(rows);
+    }
+    Tensor::from_dispatch(<Dispatch as HostKernels>::vheat_residual(
+        x.into_dispatch(),
+        branch.into_dispatch(),
+        scale.into_dispatch(),
+    ))
 }
 
 /// The epsilon of a Burn `LayerNorm`, read from its display

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use super::drop_path::DropPath;
 use super::mlp::Mlp;
 use crate::hco::{HeatConduction, HeatConductionConfig};
-use crate::kernels::layer_norm;
+use crate::kernels::{layer_norm, residual};
 
 /// Builds a [`HeatBlock`].
 #[derive(Config, Debug)]
@@ -78,10 +78,18 @@ pub struct HeatBlock {
     pub post_norm: bool,
 }
 
-fn scale(gamma: &Option<Param<Tensor<1>>>, x: Tensor<4>) -> Tensor<4> {
-    match gamma {
-        Some(g) => x * g.val().unsqueeze::<4>(),
-        None => x,
+/// The per-sample, per-channel factor of a branch `[B, C]`: layer scale `γ` times the
+/// stochastic-depth factor, either or both; `None` when there is neither.
+fn branch_scale(
+    gamma: &Option<Param<Tensor<1>>>,
+    drop: Option<Tensor<1>>,
+    [batch, c]: [usize; 2],
+) -> Option<Tensor<2>> {
+    match (gamma.as_ref().map(|g| g.val()), drop) {
+        (None, None) => None,
+        (Some(g), None) => Some(g.unsqueeze_dim::<2>(0).expand([batch, c])),
+        (None, Some(d)) => Some(d.unsqueeze_dim::<2>(1).expand([batch, c])),
+        (Some(g), Some(d)) => Some(d.unsqueeze_dim::<2>(1) * g.unsqueeze_dim(0)),
     }
 }
 
@@ -95,7 +103,15 @@ impl HeatBlock {
             self.op
                 .forward_channels_last(layer_norm(x.clone(), &self.norm1), fve)
         };
-        let x = x + self.drop_path.forward(scale(&self.gamma1, heat));
+        let [batch, _, _, c] = x.dims();
+        let device = x.device();
+        // Layer scale and stochastic depth fold into one [B, C] factor of the residual sum.
+        let scale1 = branch_scale(
+            &self.gamma1,
+            self.drop_path.sample_scale(batch, &device),
+            [batch, c],
+        );
+        let x = residual(x, heat, scale1);
         match (&self.mlp, &self.norm2) {
             (Some(mlp), Some(norm2)) => {
                 let y = if self.post_norm {
@@ -103,7 +119,8 @@ impl HeatBlock {
                 } else {
                     mlp.forward(layer_norm(x.clone(), norm2))
                 };
-                x + self.drop_path.forward(scale(&self.gamma2, y))
+                let drop = self.drop_path.sample_scale(batch, &device);
+                residual(x, y, branch_scale(&self.gamma2, drop, [batch, c]))
             }
             _ => x,
         }

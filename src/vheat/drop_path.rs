@@ -35,6 +35,19 @@ impl DropPath {
         let mask = Tensor::<D>::random(shape, Distribution::Bernoulli(keep), &x.device());
         x * mask / keep
     }
+
+    /// The factor [`forward`](Self::forward) would multiply each of `batch` samples by, drawn
+    /// afresh: 0 (dropped) or `1 / (1 − prob)` (kept), `[batch]`. `None` where `forward` is
+    /// the identity (probability 0, evaluation, no autodiff), so that callers can fold the
+    /// factor into another product (see `kernels::residual`).
+    pub fn sample_scale(&self, batch: usize, device: &Device) -> Option<Tensor<1>> {
+        if self.prob <= 0.0 || !self.training.is_enabled() || !device.is_autodiff() {
+            return None;
+        }
+        let keep = 1.0 - self.prob;
+        let mask = Tensor::<1>::random([batch], Distribution::Bernoulli(keep), device);
+        Some(mask / keep)
+    }
 }
 
 /// The linear stochastic-depth rule: block `i` of `n` drops with `rate · i / (n - 1)`

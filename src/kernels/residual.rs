@@ -1,0 +1,280 @@
+//! A block's residual connection `y = x + branch ⊙ scale` on host slices, forward and backward,
+//! with `scale` one `[C]` row per sample (`[B, C]`): layer scale `γ[c]` times the sample's
+//! stochastic-depth factor (0 or `1/keep`), either or both.
+//!
+//! Composed from Burn's operators this is up to three passes over the map per branch (the
+//! layer-scale product, the drop-path product and division, the sum) and as many in the
+//! backward pass, each on one thread on flex: profiles of a vHeat-T training step showed them
+//! as most of the time the main thread ran alone while the pool waited. Here the forward is
+//! one pass and the backward one (`∂/∂branch = g ⊙ scale`, `∂/∂x = g` itself), plus, when
+//! `scale` needs a gradient (layer scale), `∂/∂scale[b, c] = Σ g ⊙ branch` over the sample's
+//! pixels, summed per fixed block of rows and added in block order, so seeded training is
+//! reproducible whatever the thread count.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use super::buffer::filled_in_blocks;
+use super::isa::isa_dispatch;
+use super::reduce::sum_in_order;
+use super::CHUNK;
+
+#[inline(always)]
+fn scaled_sum_loop(x: &[f32], branch: &[f32], scale: &[f32], out: &mut [MaybeUninit<f32>]) {
+    let c = scale.len();
+    for ((o, x), b) in out
+        .chunks_exact_mut(c)
+        .zip(x.chunks_exact(c))
+        .zip(branch.chunks_exact(c))
+    {
+        for (((o, &x), &b), &s) in o.iter_mut().zip(x).zip(b).zip(scale) {
+            o.write(x + b * s);
+        }
+    }
+}
+
+#[inline(always)]
+fn sum_loop(x: &[f32], branch: &[f32], out: &mut [MaybeUninit<f32>]) {
+    for ((o, &x), &b) in out.iter_mut().zip(x).zip(branch) {
+        o.write(x + b);
+    }
+}
+
+#[inline(always)]
+fn scaled_grad_loop(
+    grad: &[f32],
+    branch: &[f32],
+    scale: &[f32],
+    dbranch: &mut [MaybeUninit<f32>],
+    dscale: Option<&mut [f32]>,
+) {
+    let c = scale.len();
+    let rows = dbranch
+        .chunks_exact_mut(c)
+        .zip(grad.chunks_exact(c))
+        .zip(branch.chunks_exact(c));
+    match dscale {
+        Some(acc) => {
+            for ((d, g), b) in rows {
+                for ((((d, &g), &b), &s), a) in d.iter_mut().zip(g).zip(b).zip(scale).zip(&mut *acc)
+                {
+                    d.write(g * s);
+                    *a += g * b;
+                }
+            }
+        }
+        None => {
+            for ((d, g), _) in rows {
+                for ((d, &g), &s) in d.iter_mut().zip(g).zip(scale) {
+                    d.write(g * s);
+                }
+            }
+        }
+    }
+}
+
+isa_dispatch! {
+    /// `out = x + branch ⊙ scale` over whole rows of `scale.len()` values.
+    fn scaled_sum_rows(
+        x: &[f32],
+        branch: &[f32],
+        scale: &[f32],
+        out: &mut [MaybeUninit<f32>],
+    ) => scaled_sum_loop;
+}
+
+isa_dispatch! {
+    /// `out = x + branch`.
+    fn sum_slice(x: &[f32], branch: &[f32], out: &mut [MaybeUninit<f32>]) => sum_loop;
+}
+
+isa_dispatch! {
+    /// `dbranch = grad ⊙ scale` over whole rows, and with `dscale`, `dscale += grad ⊙ branch`
+    /// per row.
+    fn scaled_grad_rows(
+        grad: &[f32],
+        branch: &[f32],
+        scale: &[f32],
+        dbranch: &mut [MaybeUninit<f32>],
+        dscale: Option<&mut [f32]>,
+    ) => scaled_grad_loop;
+}
+
+/// Rows of `c` values per task: about [`CHUNK`] values, at least one row.
+fn rows_per_task(c: usize) -> usize {
+    (CHUNK / c.max(1)).max(1)
+}
+
+/// Checks that `len` values are `batch` samples of whole `c`-rows and returns the rows per
+/// sample.
+fn rows_per_sample(len: usize, [batch, c]: [usize; 2]) -> usize {
+    assert!(
+        batch > 0 && c > 0 && len.is_multiple_of(batch * c),
+        "residual of whole samples and rows"
+    );
+    len / (batch * c)
+}
+
+/// `x + branch ⊙ scale[b]` for `x` and `branch` of `B` samples of `[…, C]` rows (row-major)
+/// and `scale` `[B, C]`, in parallel over blocks of rows.
+///
+/// # Panics
+/// If the lengths are not `B` samples of whole `C`-rows, or differ.
+pub(crate) fn scaled_sum(x: &[f32], branch: &[f32], scale: &[f32], bc: [usize; 2]) -> Vec<f32> {
+    assert!(
+        branch.len() == x.len() && scale.len() == bc[0] * bc[1],
+        "residual shapes"
+    );
+    if x.is_empty() {
+        return Vec::new();
+    }
+    let per_sample = rows_per_sample(x.len(), bc);
+    let c = bc[1];
+    let rows = rows_per_task(c);
+    filled_in_blocks(x.len(), rows * c, |i, out| {
+        // Run by run of rows of one sample, each with its sample's scale (a block may cross
+        // samples).
+        let (first, end) = (i * rows, i * rows + out.len() / c);
+        let mut row = first;
+        while row < end {
+            let sample = row / per_sample;
+            let run_end = end.min((sample + 1) * per_sample);
+            let (at, to) = (row * c, run_end * c);
+            let s = &scale[sample * c..(sample + 1) * c];
+            let out = &mut out[(row - first) * c..(run_end - first) * c];
+            scaled_sum_rows(&x[at..to], &branch[at..to], s, out);
+            row = run_end;
+        }
+    })
+    .0
+}
+
+/// `x + branch` in parallel, into a fresh buffer.
+///
+/// # Panics
+/// If the lengths differ.
+pub(crate) fn sum(x: &[f32], branch: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), branch.len(), "residual shapes");
+    filled_in_blocks(x.len(), CHUNK, |i, out| {
+        let at = i * CHUNK;
+        sum_slice(&x[at..at + out.len()], &branch[at..at + out.len()], out)
+    })
+    .0
+}
+
+/// The backward pass of [`scaled_sum`] for the output gradient `grad`: `∂L/∂branch = grad ⊙
+/// scale[b]` and, when `want_dscale`, `∂L/∂scale[b, c] = Σ grad ⊙ branch` over sample `b`'s
+/// rows (`[B, C]`); `∂L/∂x` is `grad` itself.
+///
+/// # Panics
+/// As [`scaled_sum`].
+pub(crate) fn scaled_sum_backward(
+    grad: &[f32],
+    branch: &[f32],
+    scale: &[f32],
+    bc: [usize; 2],
+    want_dscale: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    assert!(
+        branch.len() == grad.len() && scale.len() == bc[0] * bc[1],
+        "residual shapes"
+    );
+    let [batch, c] = bc;
+    if grad.is_empty() {
+        return (Vec::new(), want_dscale.then(|| vec![0.0; batch * c]));
+    }
+    let per_sample = rows_per_sample(grad.len(), bc);
+    let len = per_sample * c;
+    let block = rows_per_task(c) * c;
+    let mut dbranch = Vec::<f32>::with_capacity(grad.len());
+    // One task per (sample, block of its rows): blocks never cross samples, so each partial
+    // sum of the scale's gradient belongs to one sample; they are added in block order.
+    let partials: Vec<Vec<Vec<f32>>> = dbranch.spare_capacity_mut()[..grad.len()]
+        .par_chunks_mut(len)
+        .enumerate()
+        .map(|(sample, out)| {
+            let s = &scale[sample * c..(sample + 1) * c];
+            out.par_chunks_mut(block)
+                .enumerate()
+                .map(|(i, out)| {
+                    let at = sample * len + i * block;
+                    let (g, b) = (&grad[at..at + out.len()], &branch[at..at + out.len()]);
+                    let mut acc = want_dscale.then(|| vec![0.0f32; c]);
+                    scaled_grad_rows(g, b, s, out, acc.as_deref_mut());
+                    acc.unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect();
+    // SAFETY: the samples' chunks cover all `grad.len()` values, their blocks cover each
+    // sample in whole rows (`block` and `len` are multiples of `c`), and `scaled_grad_rows`
+    // writes every value of its rows.
+    unsafe { dbranch.set_len(grad.len()) };
+    let dscale = want_dscale.then(|| {
+        partials
+            .iter()
+            .flat_map(|blocks| sum_in_order(blocks, c))
+            .collect()
+    });
+    (dbranch, dscale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::isa::{force_portable, tests_lock};
+    use crate::kernels::test_values as values;
+
+    /// Against float64 sums from the definition, on the detected ISA and the portable path, with
+    /// blocks that cross samples (`C` not dividing the block) and more than one block per sample.
+    #[test]
+    fn matches_float64_on_both_paths() {
+        let _guard = tests_lock();
+        for &(batch, rows, c) in &[(1, 1, 1), (3, 5, 7), (2, 700, 33), (4, 9, 96)] {
+            let n = batch * rows * c;
+            let (x, branch, grad) = (values(n, 1), values(n, 2), values(n, 3));
+            let scale = values(batch * c, 4);
+            for portable in [false, true] {
+                force_portable(portable);
+                let y = scaled_sum(&x, &branch, &scale, [batch, c]);
+                let plain = sum(&x, &branch);
+                let (db, ds) = scaled_sum_backward(&grad, &branch, &scale, [batch, c], true);
+                let (db2, none) = scaled_sum_backward(&grad, &branch, &scale, [batch, c], false);
+                assert_eq!(db, db2, "the same dbranch with or without dscale");
+                assert!(none.is_none());
+                let ds = ds.expect("asked for");
+                for i in 0..n {
+                    let s = scale[(i / (rows * c)) * c + i % c] as f64;
+                    // One product and one sum in float32: within an ulp of values below 2.
+                    let want = x[i] as f64 + branch[i] as f64 * s;
+                    assert!((y[i] as f64 - want).abs() <= 2.5e-7, "y[{i}]");
+                    assert_eq!(plain[i], x[i] + branch[i], "sum[{i}]");
+                    assert!(
+                        (db[i] as f64 - grad[i] as f64 * s).abs() <= 1.2e-7,
+                        "db[{i}]"
+                    );
+                }
+                for b in 0..batch {
+                    for ch in 0..c {
+                        let (mut want, mut size) = (0.0f64, 0.0f64);
+                        for r in 0..rows {
+                            let i = (b * rows + r) * c + ch;
+                            want += grad[i] as f64 * branch[i] as f64;
+                            size += (grad[i] as f64 * branch[i] as f64).abs();
+                        }
+                        // float32 accumulation over `rows` terms, blocked: each addition
+                        // rounds by at most 2⁻²⁴ of the sum of magnitudes so far.
+                        let tol = 2.0 * rows as f64 * f32::EPSILON as f64 * size + 1e-12;
+                        let got = ds[b * c + ch] as f64;
+                        assert!(
+                            (got - want).abs() <= tol,
+                            "dscale[{b}, {ch}]: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+        force_portable(false);
+    }
+}
