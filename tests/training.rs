@@ -133,6 +133,18 @@ fn drop_path_acts_only_in_training() {
     // Without autodiff (inference): identity even in training mode.
     let y = DropPath::new(0.5).forward(Tensor::<3>::ones([400, 2, 3], &plain));
     assert_eq!(dropped(y), 0);
+
+    // The per-sample factors the blocks fold into their residual sums: 0 or 1/keep, about
+    // half of each, drawn only where `forward` would act.
+    ad.seed(6);
+    let factors = common::values(dp.sample_scale(400, &ad).expect("training on autodiff"));
+    assert_eq!(factors.len(), 400);
+    assert!(factors.iter().all(|&v| v == 0.0 || v == 2.0), "{factors:?}");
+    let zeros = factors.iter().filter(|&&v| v == 0.0).count();
+    assert!((120..=280).contains(&zeros), "{zeros} of 400 dropped");
+    assert!(dp_eval.sample_scale(400, &ad).is_none(), "evaluation");
+    assert!(DropPath::new(0.5).sample_scale(400, &plain).is_none(), "no autodiff");
+    assert!(DropPath::new(0.0).sample_scale(400, &ad).is_none(), "probability 0");
 }
 
 #[test]
