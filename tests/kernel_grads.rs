@@ -552,16 +552,33 @@ fn kernels_forward_and_backward_on_the_detected_isa() {
     check_all();
 }
 
-#[test]
-fn kernels_forward_and_backward_on_the_portable_path() {
+/// Runs `check_all` with the kernels capped at `cap`, lifting the cap afterwards even if a
+/// check fails.
+fn check_all_capped_at(cap: isa::Isa) {
     let _one = ISA_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
-    isa::force_portable(true);
-    assert_eq!(isa::active(), isa::Isa::Portable);
+    isa::force(Some(cap));
+    assert_eq!(isa::active(), cap.min(isa::detected()));
     let result = std::panic::catch_unwind(check_all);
-    isa::force_portable(false);
+    isa::force(None);
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+#[test]
+fn kernels_forward_and_backward_on_the_portable_path() {
+    check_all_capped_at(isa::Isa::Portable);
+}
+
+/// On an AVX-512 machine the detected family is AVX-512, so the AVX2 code (what an AVX2-only
+/// machine runs: its own matrix-product tiles, 256-bit element-wise loops) is checked here.
+#[test]
+fn kernels_forward_and_backward_on_the_avx2_path() {
+    if !isa::runnable().contains(&isa::Isa::Avx2) {
+        eprintln!("this CPU has no AVX2 + FMA: the AVX2 path cannot run here");
+        return;
+    }
+    check_all_capped_at(isa::Isa::Avx2);
 }
 
 #[test]

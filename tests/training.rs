@@ -143,8 +143,14 @@ fn drop_path_acts_only_in_training() {
     let zeros = factors.iter().filter(|&&v| v == 0.0).count();
     assert!((120..=280).contains(&zeros), "{zeros} of 400 dropped");
     assert!(dp_eval.sample_scale(400, &ad).is_none(), "evaluation");
-    assert!(DropPath::new(0.5).sample_scale(400, &plain).is_none(), "no autodiff");
-    assert!(DropPath::new(0.0).sample_scale(400, &ad).is_none(), "probability 0");
+    assert!(
+        DropPath::new(0.5).sample_scale(400, &plain).is_none(),
+        "no autodiff"
+    );
+    assert!(
+        DropPath::new(0.0).sample_scale(400, &ad).is_none(),
+        "probability 0"
+    );
 }
 
 #[test]

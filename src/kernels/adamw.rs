@@ -96,7 +96,7 @@ isa_dispatch! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::isa::{force_portable, tests_lock};
+    use crate::kernels::isa::{force, runnable, tests_lock};
 
     #[test]
     fn matches_float64_within_float32_rounding_on_every_path() {
@@ -108,8 +108,8 @@ mod tests {
         let start: Vec<f32> = (0..n)
             .map(|i| ((i * 17 % 89) as f32 - 44.0) / 29.0)
             .collect();
-        for portable in [false, true] {
-            force_portable(portable);
+        for isa in runnable() {
+            force(Some(isa));
             let (mut p, mut m, mut v) = (start.clone(), vec![0.0f32; n], vec![0.0f32; n]);
             let (mut p64, mut m64, mut v64) = (
                 start.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(),
@@ -141,6 +141,6 @@ mod tests {
                 assert!((f64::from(v[i]) - v64[i]).abs() < 1e-6 * (1.0 + v64[i].abs()));
             }
         }
-        force_portable(false);
+        force(None);
     }
 }

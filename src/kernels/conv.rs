@@ -221,8 +221,8 @@ mod tests {
     #[test]
     fn matches_float64_on_every_path_stride_and_odd_size() {
         let _one = crate::kernels::isa::tests_lock();
-        for portable in [false, true] {
-            crate::kernels::isa::force_portable(portable);
+        for isa in crate::kernels::isa::runnable() {
+            crate::kernels::isa::force(Some(isa));
             for &(dims, c_out, stride) in &[
                 ([1, 1, 1, 1], 1, 2),
                 ([2, 7, 5, 3], 8, 2),
@@ -256,7 +256,7 @@ mod tests {
                 }
             }
         }
-        crate::kernels::isa::force_portable(false);
+        crate::kernels::isa::force(None);
     }
 
     #[test]

@@ -50,12 +50,12 @@ isa_dispatch! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::isa::{force_portable, tests_lock};
+    use crate::kernels::isa::{force, runnable, tests_lock};
 
-    /// Against float64, on the detected ISA and on the portable path, for `k` on both sides of
+    /// Against float64, on every ISA path the machine runs, for `k` on both sides of
     /// 0 (0 itself included) and frequencies from 0 to the largest of a grid (2π²).
     #[test]
-    fn matches_float64_with_relu_at_zero_on_both_paths() {
+    fn matches_float64_with_relu_at_zero_on_every_path() {
         let _guard = tests_lock();
         let c = 19;
         let rows = 23;
@@ -72,8 +72,8 @@ mod tests {
         let grad: Vec<f32> = (0..rows * c)
             .map(|i| ((i % 5) as f32 - 2.0) * 0.75)
             .collect();
-        for portable in [false, true] {
-            force_portable(portable);
+        for isa in runnable() {
+            force(Some(isa));
             let mut out = vec![0.0f32; rows * c];
             decay_rows(&k, &freq, c, &mut out);
             let mut dk = grad.clone();
@@ -102,6 +102,6 @@ mod tests {
                 );
             }
         }
-        force_portable(false);
+        force(None);
     }
 }

@@ -4,10 +4,11 @@
 //! AVX2 + FMA enabled, and with AVX-512 (F, VL, BW, DQ) enabled, so that the compiler
 //! vectorises it for 8 or 16 lanes. [`active`] picks the widest the CPU has when the process
 //! first asks. `VHEAT_KERNEL_ISA=portable|avx2|avx512` caps the choice (for benchmarks), and
-//! [`force_portable`] switches every kernel to the portable code (the tests use it, so that CI
-//! covers both paths on whatever machine it has).
+//! [`force`] caps it at run time (the tests use it, so that CI covers every path the machine
+//! can run: AVX-512, AVX2 and portable on an AVX-512 machine; [`force_portable`] is the
+//! portable case).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 /// A family of vector instructions a kernel can be compiled for.
@@ -34,7 +35,9 @@ impl std::fmt::Display for Isa {
 /// The name of the environment variable that caps [`detected`]'s choice.
 pub const KERNEL_ISA_ENV: &str = "VHEAT_KERNEL_ISA";
 
-static FORCE_PORTABLE: AtomicBool = AtomicBool::new(false);
+/// The run-time cap set by [`force`]: `NO_CAP`, or an [`Isa`] as `u8`.
+static FORCED: AtomicU8 = AtomicU8::new(NO_CAP);
+const NO_CAP: u8 = u8::MAX;
 
 /// The widest instruction family this CPU supports, capped by `VHEAT_KERNEL_ISA` if set
 /// (an unknown value is ignored). Detected once per process.
@@ -65,19 +68,39 @@ fn cpu_isa() -> Isa {
     Isa::Portable
 }
 
-/// The family the kernels use now: [`detected`], or [`Isa::Portable`] while forced.
+/// The family the kernels use now: [`detected`], capped by [`force`].
 pub fn active() -> Isa {
-    if FORCE_PORTABLE.load(Ordering::Relaxed) {
-        Isa::Portable
-    } else {
-        detected()
+    let cpu = detected();
+    match FORCED.load(Ordering::Relaxed) {
+        NO_CAP => cpu,
+        cap => cpu.min(match cap {
+            0 => Isa::Portable,
+            1 => Isa::Avx2,
+            _ => Isa::Avx512,
+        }),
     }
 }
 
-/// Makes every kernel run its portable code (`true`) or the detected family again (`false`).
-/// The results are the same up to rounding either way; this exists so tests can check both.
+/// Caps the family every kernel runs at `cap` (or at what the CPU has, if less); `None`
+/// lifts the cap. The results are the same up to rounding on every family; this exists so
+/// tests can check each path the machine can run.
+pub fn force(cap: Option<Isa>) {
+    FORCED.store(cap.map_or(NO_CAP, |isa| isa as u8), Ordering::Relaxed);
+}
+
+/// Makes every kernel run its portable code (`true`) or the detected family again (`false`):
+/// [`force`]`(Some(Isa::Portable))` or [`force`]`(None)`.
 pub fn force_portable(on: bool) {
-    FORCE_PORTABLE.store(on, Ordering::Relaxed);
+    force(on.then_some(Isa::Portable));
+}
+
+/// The families this machine can run, widest first: the caps a test passes to [`force`] to
+/// check every path.
+pub fn runnable() -> Vec<Isa> {
+    [Isa::Avx512, Isa::Avx2, Isa::Portable]
+        .into_iter()
+        .filter(|&isa| isa <= detected())
+        .collect()
 }
 
 /// Serialises the unit tests that flip [`force_portable`].

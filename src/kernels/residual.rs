@@ -223,20 +223,20 @@ pub(crate) fn scaled_sum_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::isa::{force_portable, tests_lock};
+    use crate::kernels::isa::{force, runnable, tests_lock};
     use crate::kernels::test_values as values;
 
-    /// Against float64 sums from the definition, on the detected ISA and the portable path, with
+    /// Against float64 sums from the definition, on every ISA path the machine runs, with
     /// blocks that cross samples (`C` not dividing the block) and more than one block per sample.
     #[test]
-    fn matches_float64_on_both_paths() {
+    fn matches_float64_on_every_path() {
         let _guard = tests_lock();
         for &(batch, rows, c) in &[(1, 1, 1), (3, 5, 7), (2, 700, 33), (4, 9, 96)] {
             let n = batch * rows * c;
             let (x, branch, grad) = (values(n, 1), values(n, 2), values(n, 3));
             let scale = values(batch * c, 4);
-            for portable in [false, true] {
-                force_portable(portable);
+            for isa in runnable() {
+                force(Some(isa));
                 let y = scaled_sum(&x, &branch, &scale, [batch, c]);
                 let plain = sum(&x, &branch);
                 let (db, ds) = scaled_sum_backward(&grad, &branch, &scale, [batch, c], true);
@@ -275,6 +275,6 @@ mod tests {
                 }
             }
         }
-        force_portable(false);
+        force(None);
     }
 }
