@@ -24,6 +24,14 @@ Not part of CI. Needs a venv with torch (and optionally onnx + onnxruntime):
     /path/to/venv/bin/python scripts/bench_vs_torch.py --burn-ops    # + vheat without its kernels
     /path/to/venv/bin/python scripts/bench_vs_torch.py --baseline /tmp/vheat-before  # + an older build
     /path/to/venv/bin/python scripts/bench_vs_torch.py --list
+    /path/to/venv/bin/python scripts/bench_vs_torch.py --isa avx2   # both sides capped at AVX2
+
+`--isa avx2` stands in for an AVX2-only machine on an AVX-512 one: it caps vheat's kernels
+(`VHEAT_KERNEL_ISA=avx2`) and PyTorch's three libraries (`ATEN_CPU_CAPABILITY=avx2` for its own
+kernels, `MKL_ENABLE_INSTRUCTIONS=AVX2` for MKL's products, `ONEDNN_MAX_CPU_ISA=AVX2` for
+oneDNN's convolutions), and leaves ONNX Runtime out (it has no such switch). Two things stay
+AVX-512 on vheat's side: the `gemm` crate behind its training step's weight gradients (no
+switch; about a fifth of a vHeat-T training step) and Burn's own operators.
 """
 import argparse
 import json
@@ -35,6 +43,14 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# `--isa avx2` must reach PyTorch's libraries before they load: re-run with the caps set.
+ISA_CAPS = {"avx2": dict(VHEAT_KERNEL_ISA="avx2", ATEN_CPU_CAPABILITY="avx2",
+                         MKL_ENABLE_INSTRUCTIONS="AVX2", ONEDNN_MAX_CPU_ISA="AVX2")}
+if "--isa" in sys.argv[:-1]:
+    _caps = ISA_CAPS.get(sys.argv[sys.argv.index("--isa") + 1], {})
+    if any(os.environ.get(k) != v for k, v in _caps.items()):
+        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **_caps))
 
 import torch
 import torch.nn.functional as F
@@ -190,6 +206,8 @@ def main():
     ap.add_argument("--baseline", help="also time this other vheat binary (an earlier build), for "
                     "before-and-after ratios in the same run")
     ap.add_argument("--json-out", help="also write the results here")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: cap both sides at AVX2, standing in for an AVX2-only machine")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
     if args.list:
@@ -197,8 +215,12 @@ def main():
             print(k, v)
         return
     torch.set_num_threads(args.threads)
+    if args.isa != "native":
+        args.no_onnx = True  # ONNX Runtime cannot be capped
+    caps = " ".join(f"{k}={v}" for k, v in ISA_CAPS.get(args.isa, {}).items())
     print(f"CPU: {cpu_name()} | ISA: {isa()} | {os.cpu_count()} logical CPUs | {args.threads} threads | "
-          f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})", flush=True)
+          f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
+          + (f" | capped: {caps}" if caps else ""), flush=True)
     results = []
     for pid in args.points:
         config, side, batch, step, with_onnx = POINTS[pid]
@@ -252,7 +274,8 @@ def main():
             line += f"  |  baseline {fmt(runs['baseline'])}  vheat/baseline {row['ratio_vs_baseline']:.2f}"
         print(line, flush=True)
     if args.json_out:
-        pathlib.Path(args.json_out).write_text(json.dumps(dict(isa=isa(), cpu=cpu_name(), results=results), indent=1))
+        pathlib.Path(args.json_out).write_text(json.dumps(
+            dict(isa=isa(), cpu=cpu_name(), capped=ISA_CAPS.get(args.isa, {}), results=results), indent=1))
 
 
 if __name__ == "__main__":

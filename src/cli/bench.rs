@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::FloatDType;
+use burn::train::TrainStep;
 use clap::{Parser, ValueEnum};
 
 use super::{resolve_config, BackendArgs};
@@ -218,7 +219,8 @@ pub fn time_train_step(
     let mut step = || -> Result<()> {
         let current = classifier.take().expect("put back after every step");
         let (grads, out) = current.gradients(batch.clone());
-        classifier = Some(optim.step(1e-4, current, grads));
+        // The optimizer step as burn-train's `Learner` takes it (`TrainStep::optimize`).
+        classifier = Some(current.optimize(&mut optim, 1e-4.into(), grads));
         let _ = out.loss.into_data();
         Ok(())
     };

@@ -29,7 +29,10 @@
 //!   stochastic depth folded into one per-sample row), in one pass each way;
 //! - [`adamw_step`]: one AdamW step per parameter in one in-place pass (the optimiser
 //!   `train::FusedAdamW` is built on it), and [`sum_of_squares`] and [`scale`] for global-norm
-//!   gradient clipping.
+//!   gradient clipping;
+//! - [`on_pool`]: a whole model call (forward pass, training step) run on a worker of the
+//!   rayon pool, so that the kernels' parallel loops inside start there instead of each
+//!   handing work over from the caller's thread and waking it back up.
 //!
 //! The products, the norms, the depthwise convolution, the gate's gradients and the
 //! diffusion's transforms write their outputs once, into memory not cleared first; the few
@@ -64,12 +67,14 @@ mod math;
 mod mlp;
 #[cfg(feature = "flex")]
 mod packed_cache;
+mod pool;
 mod reduce;
 mod residual;
 mod transposed_product;
 
 pub use adamw::AdamwStep;
 pub use grad::HostKernels;
+pub use pool::on_pool;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

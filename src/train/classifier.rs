@@ -14,6 +14,7 @@ use super::optim::clip_grad_norm;
 use super::validation_output::ValidationOutput;
 use crate::data::ImageBatch;
 use crate::error::Result;
+use crate::kernels::{on_host, on_pool};
 use crate::vheat::VHeat;
 
 /// Cross-entropy with label smoothing, averaged over the batch, as timm's
@@ -131,12 +132,19 @@ impl ImageClassifier {
 
     /// The gradients of one training step (with the smoothed loss), clipped by global norm.
     pub fn gradients(&self, batch: ImageBatch) -> (GradientsParams, ClassificationOutput) {
-        let out = self.forward_classification(batch, self.label_smoothing);
-        let mut grads = GradientsParams::from_grads(out.loss.backward(), self);
-        if self.clip_grad > 0.0 {
-            clip_grad_norm(self, &mut grads, self.clip_grad);
-        }
-        (grads, out)
+        on_pool(on_host(&batch.images), || {
+            let out = self.forward_classification(batch, self.label_smoothing);
+            let mut grads = GradientsParams::from_grads(out.loss.backward(), self);
+            if self.clip_grad > 0.0 {
+                clip_grad_norm(self, &mut grads, self.clip_grad);
+            }
+            (grads, out)
+        })
+    }
+
+    /// Whether this model's parameters take the host kernels' path (see `on_pool`).
+    fn on_host(&self) -> bool {
+        on_host(&self.model.classifier.norm.gamma.val())
     }
 }
 
@@ -155,7 +163,7 @@ impl TrainStep for ImageClassifier {
         lr: ModuleLearningRate,
         grads: GradientsParams,
     ) -> Self {
-        optim.step(lr, self, grads).update_ema()
+        on_pool(self.on_host(), || optim.step(lr, self, grads).update_ema())
     }
 
     fn optimize_multi(
@@ -164,7 +172,9 @@ impl TrainStep for ImageClassifier {
         lr: ModuleLearningRate,
         grads: MultiGradientsParams,
     ) -> Self {
-        optim.step_multi(lr, self, grads).update_ema()
+        on_pool(self.on_host(), || {
+            optim.step_multi(lr, self, grads).update_ema()
+        })
     }
 }
 

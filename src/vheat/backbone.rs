@@ -27,6 +27,7 @@ use super::model::VHeat;
 use super::stem::{norm_nchw, Stem};
 use crate::error::{Error, Result};
 use crate::hco::zero_pad;
+use crate::kernels;
 
 /// LayerNorm epsilon of the output norms: PyTorch's default, as the reference's
 /// `nn.LayerNorm(dims[i])` in its dense-prediction backbone.
@@ -264,6 +265,21 @@ impl VHeat {
         let deepest = *selected
             .last()
             .expect("resolve never returns an empty selection");
+        // The whole pass on a worker of the rayon pool, as `VHeat::forward` runs.
+        let outs = kernels::on_pool(kernels::on_host(&images), || {
+            self.stage_outputs(images, &selected, deepest, norm)
+        });
+        Ok(outs)
+    }
+
+    /// The outputs of the `selected` stages (ascending, the last `deepest`), normed per `norm`.
+    fn stage_outputs(
+        &self,
+        images: Tensor<4>,
+        selected: &[usize],
+        deepest: usize,
+        norm: OutputNorm,
+    ) -> Vec<Tensor<4>> {
         let mut outs = Vec::with_capacity(selected.len());
         let mut x = self.patch_embed.forward(images);
         for (i, stage) in self.layers.iter().enumerate().take(deepest + 1) {
@@ -285,7 +301,7 @@ impl VHeat {
                 None => y,
             };
         }
-        Ok(outs)
+        outs
     }
 
     /// Channels, reduction and module path of every stage's map (timm's `feature_info`):

@@ -13,6 +13,7 @@ use super::stage::Stage;
 use super::stem::{halve, Stem};
 use crate::error::{Error, Result};
 use crate::hco::{FrequencyEmbedding, FrequencyEmbeddingConfig};
+use crate::kernels;
 
 /// What the inference form removed, kept so that [`VHeat::to_trainable`] can restore it.
 #[derive(Debug, Clone)]
@@ -129,8 +130,12 @@ impl VHeat {
     ///
     /// Burn panics deep inside on a malformed input; [`try_forward`](Self::try_forward) checks
     /// first and returns an [`Error`].
+    ///
+    /// On the CPU the whole pass runs on a worker of the rayon pool ([`kernels::on_pool`]).
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward_head(self.forward_features(images), false)
+        kernels::on_pool(kernels::on_host(&images), || {
+            self.forward_head(self.forward_features(images), false)
+        })
     }
 
     /// Like [`forward`](Self::forward) after [`check_input`](Self::check_input).
@@ -154,13 +159,16 @@ impl VHeat {
         Ok(())
     }
 
-    /// Images → the unpooled map before the head, `[B, C_last, H/32, W/32]` (NCHW).
+    /// Images → the unpooled map before the head, `[B, C_last, H/32, W/32]` (NCHW). On the CPU
+    /// the pass runs on a worker of the rayon pool, as [`forward`](Self::forward) does.
     pub fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
-        let mut x = self.patch_embed.forward(images);
-        for stage in &self.layers {
-            x = stage.forward(x).1;
-        }
-        x
+        kernels::on_pool(kernels::on_host(&images), || {
+            let mut x = self.patch_embed.forward(images);
+            for stage in &self.layers {
+                x = stage.forward(x).1;
+            }
+            x
+        })
     }
 
     /// The head on a feature map: logits, or the pooled, normalised features when `pre_logits`.
@@ -170,6 +178,11 @@ impl VHeat {
 
     /// The stem's output and every stage's output before its downsampling (NCHW).
     pub fn forward_stages(&self, images: Tensor<4>) -> (Tensor<4>, Vec<Tensor<4>>) {
+        kernels::on_pool(kernels::on_host(&images), || self.stem_and_stages(images))
+    }
+
+    /// [`forward_stages`](Self::forward_stages) on the calling thread.
+    fn stem_and_stages(&self, images: Tensor<4>) -> (Tensor<4>, Vec<Tensor<4>>) {
         let stem = self.patch_embed.forward(images);
         let mut x = stem.clone();
         let mut outs = Vec::with_capacity(self.layers.len());
