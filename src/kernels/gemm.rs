@@ -707,7 +707,8 @@ unsafe fn store_avx2<const R: usize, const V: usize>(
 /// Sixteen 256-bit registers hold at most twelve sums next to their operands, so the tile is
 /// computed in three passes over `kc`: rows 0–5 × columns 0–15, rows 0–5 × columns 16–31 (6 ×
 /// 16 tiles: eight loads per twelve multiply-adds) and rows 6–7 × columns 0–31 (2 × 32).
-/// Passes whose rows or columns are all outside the tile are skipped. (The earlier four 4 × 16
+/// Passes whose rows or columns are all outside the tile are skipped, and a tile of at most
+/// two rows takes the 2 × 32 pass alone. (The earlier four 4 × 16
 /// passes through a tile in memory kept eight sums and ran at about half the speed of this
 /// on the vHeat-T projections, capped at AVX2 on an AVX-512 machine.)
 #[cfg(target_arch = "x86_64")]
@@ -728,6 +729,12 @@ unsafe fn tile_avx2_store(
 ) {
     const TOP: usize = 6;
     let rows = rows.min(MR);
+    if rows <= MR - TOP {
+        // A short last tile (batch 1's 7 × 7 maps leave one row): the 2 × 32 pass alone.
+        let c = tile_sums_avx2::<{ MR - TOP }, 4>(a, lda, b, ldb, kc);
+        store_avx2(&c, dst, ldd, rows, cols, bias, accumulate);
+        return;
+    }
     let top = rows.min(TOP);
     for col0 in [0, 16] {
         if col0 < cols {
