@@ -74,7 +74,7 @@ mod transposed_product;
 
 pub use adamw::AdamwStep;
 pub use grad::HostKernels;
-pub use pool::on_pool;
+pub use pool::{on_pool, pays_on_pool, ON_POOL_MAX_PIXELS};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -2,25 +2,51 @@
 //!
 //! Every kernel splits its work over the rayon pool. Called from a thread outside the pool
 //! (a program's main thread), each parallel loop hands its work to the pool and puts the
-//! calling thread to sleep until the pool is done: two cross-thread wake-ups per operation,
-//! about a hundred per vHeat-T forward pass and a thousand per training step, each costing
-//! tens of microseconds on a virtual machine while the cores wait. Run from a worker, the same
-//! loops start on that worker at once, and the other workers take work from it.
+//! calling thread to sleep until the pool is done: cross-thread wake-ups after every
+//! operation (perf stat, seven vHeat-T forward passes: 7,833 context switches called from the
+//! main thread, 2,125 from a worker), each costing microseconds on a virtual machine while the
+//! cores wait. Run from a worker, the same loops start on that worker at once, and the other
+//! workers take work from it.
 //!
-//! Measured side by side on the 2-core AMD EPYC (Zen 5, AVX-512), 2026-12-06: the README's
-//! main-job network's training step 3,700–4,050 → 4,900–4,950 img/s; vHeat-T 224² batch-8
-//! training step 8.5–9.3 → 9.3–9.8 img/s; batch-1 inference +1–8 %.
+//! Measured side by side on the 2-core AMD EPYC (Zen 5, AVX-512), 2026-12-06, against the
+//! same code calling from the main thread: the README's main-job network's training step
+//! 1.48× (5,560–6,500 against 3,620–4,210 img/s), vHeat-T and -B 224² batch-1 inference
+//! 1.10–1.11×, the vHeat-T 224² batch-8 training step even (within the noise). Where it
+//! costs, large inference maps, [`pays_on_pool`] leaves the call where it is.
+
+use burn::prelude::*;
 
 use std::sync::Mutex;
+
+/// Most input pixels (`B·H·W`) for which an inference call runs on the pool
+/// ([`pays_on_pool`]): 2¹⁷, between vHeat-T at 224² batch 1 (50 k: +10 % on the pool) and
+/// 512² batch 1 (262 k: −3 %).
+pub const ON_POOL_MAX_PIXELS: usize = 1 << 17;
+
+/// Whether an inference call on `images` (`[B, C, H, W]`) gains from [`on_pool`]: it takes the
+/// host kernels' path ([`super::on_host`]) and has at most [`ON_POOL_MAX_PIXELS`] pixels.
+///
+/// A call with small maps is many short operations, and the hand-overs dominate. With large
+/// maps they do not, and a cost shows instead: the C allocator serves a worker thread from an
+/// arena of its own, which returns freed memory to the system more eagerly than the main
+/// thread's, so outputs of a few MiB are faulted in afresh more often (measured: +40 % page
+/// faults and −4…6 % throughput at vHeat-T 768² batch 1, −0…5 % at 224² batch 8). A training
+/// step ([`crate::train::ImageClassifier::gradients`]) runs on the pool whatever its size: its
+/// activations live until the backward pass, and it gained or held even at every size
+/// measured.
+pub fn pays_on_pool(images: &Tensor<4>) -> bool {
+    let [b, _, h, w] = images.dims();
+    super::on_host(images) && b.saturating_mul(h).saturating_mul(w) <= ON_POOL_MAX_PIXELS
+}
 
 /// Runs `f` on a worker of the current rayon pool (the global one from outside any pool) when
 /// `host` is true (pass [`super::on_host`] of the call's input: whether the kernels run) and
 /// the calling thread is not already a worker; otherwise runs it here. Returns what `f`
 /// returns.
 ///
-/// The model's entry points use it ([`crate::VHeat::forward`], the training step of
-/// `train::ImageClassifier`); wrap a larger piece of work of your own in it to start every
-/// operation inside from the pool, too.
+/// The model's entry points use it ([`crate::VHeat::forward`] and the other forward passes
+/// where [`pays_on_pool`], the training step of `train::ImageClassifier` always); wrap a
+/// larger piece of work of your own in it to start every operation inside from the pool, too.
 ///
 /// `f` may use any thread-safe state, but should not wait for another thread that needs a rayon
 /// worker to make progress: while `f` runs it occupies one.
@@ -76,6 +102,24 @@ mod tests {
         });
         assert_eq!(inside.0, inside.1);
         assert!(inside.0.is_some());
+    }
+
+    #[test]
+    fn inference_calls_go_to_the_pool_up_to_the_pixel_limit_and_only_on_the_host() {
+        let flex = Device::flex();
+        let input = |dims: [usize; 4]| Tensor::<4>::zeros(dims, &flex);
+        assert!(pays_on_pool(&input([1, 3, 224, 224])));
+        assert!(
+            pays_on_pool(&input([2, 3, 256, 256])),
+            "exactly 2^17 pixels"
+        );
+        assert!(!pays_on_pool(&input([2, 3, 256, 257])));
+        assert!(!pays_on_pool(&input([8, 3, 224, 224])));
+        let _lock = crate::kernels::isa::tests_lock(); // set_enabled is process-wide
+        crate::kernels::set_enabled(false);
+        let off = pays_on_pool(&input([1, 3, 32, 32]));
+        crate::kernels::set_enabled(true);
+        assert!(!off, "Burn's operators, not the kernels: nothing to gain");
     }
 
     #[test]

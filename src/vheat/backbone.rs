@@ -266,7 +266,7 @@ impl VHeat {
             .last()
             .expect("resolve never returns an empty selection");
         // The whole pass on a worker of the rayon pool, as `VHeat::forward` runs.
-        let outs = kernels::on_pool(kernels::on_host(&images), || {
+        let outs = kernels::on_pool(kernels::pays_on_pool(&images), || {
             self.stage_outputs(images, &selected, deepest, norm)
         });
         Ok(outs)

@@ -131,9 +131,10 @@ impl VHeat {
     /// Burn panics deep inside on a malformed input; [`try_forward`](Self::try_forward) checks
     /// first and returns an [`Error`].
     ///
-    /// On the CPU the whole pass runs on a worker of the rayon pool ([`kernels::on_pool`]).
+    /// On the CPU, for small inputs, the whole pass runs on a worker of the rayon pool
+    /// ([`kernels::on_pool`], [`kernels::pays_on_pool`]).
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        kernels::on_pool(kernels::on_host(&images), || {
+        kernels::on_pool(kernels::pays_on_pool(&images), || {
             self.forward_head(self.forward_features(images), false)
         })
     }
@@ -159,10 +160,10 @@ impl VHeat {
         Ok(())
     }
 
-    /// Images → the unpooled map before the head, `[B, C_last, H/32, W/32]` (NCHW). On the CPU
-    /// the pass runs on a worker of the rayon pool, as [`forward`](Self::forward) does.
+    /// Images → the unpooled map before the head, `[B, C_last, H/32, W/32]` (NCHW). Runs on
+    /// the rayon pool where [`forward`](Self::forward) does.
     pub fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
-        kernels::on_pool(kernels::on_host(&images), || {
+        kernels::on_pool(kernels::pays_on_pool(&images), || {
             let mut x = self.patch_embed.forward(images);
             for stage in &self.layers {
                 x = stage.forward(x).1;
@@ -178,7 +179,9 @@ impl VHeat {
 
     /// The stem's output and every stage's output before its downsampling (NCHW).
     pub fn forward_stages(&self, images: Tensor<4>) -> (Tensor<4>, Vec<Tensor<4>>) {
-        kernels::on_pool(kernels::on_host(&images), || self.stem_and_stages(images))
+        kernels::on_pool(kernels::pays_on_pool(&images), || {
+            self.stem_and_stages(images)
+        })
     }
 
     /// [`forward_stages`](Self::forward_stages) on the calling thread.
