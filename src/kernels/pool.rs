@@ -31,7 +31,7 @@ pub const ON_POOL_MAX_PIXELS: usize = 1 << 17;
 /// arena of its own, which returns freed memory to the system more eagerly than the main
 /// thread's, so outputs of a few MiB are faulted in afresh more often (measured: +40 % page
 /// faults and −4…6 % throughput at vHeat-T 768² batch 1, −0…5 % at 224² batch 8). A training
-/// step ([`crate::train::ImageClassifier::gradients`]) runs on the pool whatever its size: its
+/// step (`train::ImageClassifier::gradients`) runs on the pool whatever its size: its
 /// activations live until the backward pass, and it gained or held even at every size
 /// measured.
 pub fn pays_on_pool(images: &Tensor<4>) -> bool {
@@ -44,7 +44,7 @@ pub fn pays_on_pool(images: &Tensor<4>) -> bool {
 /// the calling thread is not already a worker; otherwise runs it here. Returns what `f`
 /// returns.
 ///
-/// The model's entry points use it ([`crate::VHeat::forward`] and the other forward passes
+/// The model's entry points use it (`VHeat::forward` and the other forward passes
 /// where [`pays_on_pool`], the training step of `train::ImageClassifier` always); wrap a
 /// larger piece of work of your own in it to start every operation inside from the pool, too.
 ///
