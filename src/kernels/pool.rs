@@ -49,7 +49,8 @@ pub fn pays_on_pool(images: &Tensor<4>) -> bool {
 /// larger piece of work of your own in it to start every operation inside from the pool, too.
 ///
 /// `f` may use any thread-safe state, but should not wait for another thread that needs a rayon
-/// worker to make progress: while `f` runs it occupies one.
+/// worker to make progress: while `f` runs it occupies one. Likewise a rayon task of your own
+/// must not wait for a thread that is calling this: the call needs the pool's first worker.
 pub fn on_pool<R: Send>(host: bool, f: impl FnOnce() -> R + Send) -> R {
     if !host || rayon::current_thread_index().is_some() {
         return f();

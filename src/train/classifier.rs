@@ -143,7 +143,7 @@ impl ImageClassifier {
     }
 
     /// Whether this model's parameters take the host kernels' path (see `on_pool`).
-    fn on_host(&self) -> bool {
+    fn runs_on_host(&self) -> bool {
         on_host(&self.model.classifier.norm.gamma.val())
     }
 }
@@ -163,7 +163,9 @@ impl TrainStep for ImageClassifier {
         lr: ModuleLearningRate,
         grads: GradientsParams,
     ) -> Self {
-        on_pool(self.on_host(), || optim.step(lr, self, grads).update_ema())
+        on_pool(self.runs_on_host(), || {
+            optim.step(lr, self, grads).update_ema()
+        })
     }
 
     fn optimize_multi(
@@ -172,7 +174,7 @@ impl TrainStep for ImageClassifier {
         lr: ModuleLearningRate,
         grads: MultiGradientsParams,
     ) -> Self {
-        on_pool(self.on_host(), || {
+        on_pool(self.runs_on_host(), || {
             optim.step_multi(lr, self, grads).update_ema()
         })
     }
