@@ -13,19 +13,23 @@ use super::isa::isa_dispatch;
 use super::math::exp;
 
 #[inline(always)]
-fn decay_loop(k: &[f32], freq: &[f32], c: usize, out: &mut [f32]) {
+fn decay_loop<const FUSED: bool>(k: &[f32], freq: &[f32], c: usize, out: &mut [f32]) {
     for ((k, out), &f) in k.chunks_exact(c).zip(out.chunks_exact_mut(c)).zip(freq) {
         for (o, &k) in out.iter_mut().zip(k) {
-            *o = exp(-(k.max(0.0) * f));
+            *o = exp::<FUSED>(-(k.max(0.0) * f));
         }
     }
 }
 
 #[inline(always)]
-fn decay_backward_loop(k: &[f32], freq: &[f32], c: usize, grad: &mut [f32]) {
+fn decay_backward_loop<const FUSED: bool>(k: &[f32], freq: &[f32], c: usize, grad: &mut [f32]) {
     for ((k, grad), &f) in k.chunks_exact(c).zip(grad.chunks_exact_mut(c)).zip(freq) {
         for (g, &k) in grad.iter_mut().zip(k) {
-            let slope = if k > 0.0 { -f * exp(-(k * f)) } else { 0.0 };
+            let slope = if k > 0.0 {
+                -f * exp::<FUSED>(-(k * f))
+            } else {
+                0.0
+            };
             *g *= slope;
         }
     }
@@ -34,7 +38,7 @@ fn decay_backward_loop(k: &[f32], freq: &[f32], c: usize, grad: &mut [f32]) {
 isa_dispatch! {
     /// `out[r, j] = exp(−max(k[r, j], 0)·freq[r])` for rows `r` of `c` values (as many rows
     /// as `freq` has values and both slices hold).
-    pub(crate) fn decay_rows(k: &[f32], freq: &[f32], c: usize, out: &mut [f32]) => decay_loop;
+    pub(crate) fn decay_rows(k: &[f32], freq: &[f32], c: usize, out: &mut [f32]) => fused decay_loop;
 }
 
 isa_dispatch! {
@@ -44,7 +48,7 @@ isa_dispatch! {
         freq: &[f32],
         c: usize,
         grad: &mut [f32],
-    ) => decay_backward_loop;
+    ) => fused decay_backward_loop;
 }
 
 #[cfg(test)]

@@ -112,19 +112,33 @@ pub(crate) fn tests_lock() -> std::sync::MutexGuard<'static, ()> {
 
 /// Defines `fn $name(args) -> ret` that runs `$body(args)` compiled for [`active`]'s family.
 /// `$body` must be `#[inline(always)]` so that it is compiled inside each variant.
+///
+/// With `=> fused $body;`, `$body` takes a `const FUSED: bool` parameter: `true` in the AVX-512
+/// and AVX2 variants, which have fused multiply-adds, so that `math::madd` is one instruction
+/// there; `false` in the portable one, where `f32::mul_add` would be a library call.
 macro_rules! isa_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path;) => {
-        $(#[$meta])*
+        $crate::kernels::isa::isa_dispatch!(
+            @variants [$(#[$meta])*] $vis $name ($($arg: $ty),*) ($($ret)?) $body, $body
+        );
+    };
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => fused $body:ident;) => {
+        $crate::kernels::isa::isa_dispatch!(
+            @variants [$(#[$meta])*] $vis $name ($($arg: $ty),*) ($($ret)?) $body::<true>, $body::<false>
+        );
+    };
+    (@variants [$($meta:tt)*] $vis:vis $name:ident ($($arg:ident : $ty:ty),*) ($($ret:ty)?) $vector:path, $portable:path) => {
+        $($meta)*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
                 unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    $vector($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn narrow($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    $vector($($arg),*)
                 }
                 match $crate::kernels::isa::active() {
                     // SAFETY: `active` only names a family the CPU reported at run time.
@@ -134,7 +148,7 @@ macro_rules! isa_dispatch {
                     $crate::kernels::isa::Isa::Portable => {}
                 }
             }
-            $body($($arg),*)
+            $portable($($arg),*)
         }
     };
 }
