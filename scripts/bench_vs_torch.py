@@ -47,10 +47,11 @@ import time
 # `--isa avx2` must reach PyTorch's libraries before they load: re-run with the caps set.
 ISA_CAPS = {"avx2": dict(VHEAT_KERNEL_ISA="avx2", ATEN_CPU_CAPABILITY="avx2",
                          MKL_ENABLE_INSTRUCTIONS="AVX2", ONEDNN_MAX_CPU_ISA="AVX2")}
-if "--isa" in sys.argv[:-1]:
-    _caps = ISA_CAPS.get(sys.argv[sys.argv.index("--isa") + 1], {})
-    if any(os.environ.get(k) != v for k, v in _caps.items()):
-        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **_caps))
+_isa_args = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--isa=")]
+_isa_args += [b for a, b in zip(sys.argv, sys.argv[1:]) if a == "--isa"]
+_caps = ISA_CAPS.get(_isa_args[-1], {}) if _isa_args else {}
+if any(os.environ.get(k) != v for k, v in _caps.items()):
+    os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **_caps))
 
 import torch
 import torch.nn.functional as F

@@ -693,30 +693,27 @@ unsafe fn tile_avx2_store(
 ) {
     const TOP: usize = 6;
     let rows = to.rows.min(MR);
-    if rows <= MR - TOP {
-        // A short last tile (batch 1's 7 × 7 maps leave one row): the 2 × 32 pass alone.
-        let c = tile_sums_avx2::<{ MR - TOP }, 4>(a, lda, b, ldb, kc);
-        store_avx2(&c, TileOut { rows, ..to });
-        return;
-    }
+    // Rows 0–5 in the two 6 × 16 passes, the rest in the 2 × 32 one; a tile of at most two
+    // rows (batch 1's 7 × 7 maps leave one) takes the 2 × 32 pass alone.
+    let top = if rows <= MR - TOP { 0 } else { rows.min(TOP) };
     for col0 in [0, 16] {
-        if col0 < to.cols {
+        if top > 0 && col0 < to.cols {
             let c = tile_sums_avx2::<TOP, 2>(a, lda, b.add(col0), ldb, kc);
             let part = TileOut {
                 dst: to.dst.add(col0),
-                rows: rows.min(TOP),
+                rows: top,
                 cols: to.cols - col0,
-                bias: to.bias.map(|bias| &bias[col0.min(bias.len())..]),
+                bias: to.bias.map(|bias| &bias[col0..]),
                 ..to
             };
             store_avx2(&c, part);
         }
     }
-    if rows > TOP {
-        let c = tile_sums_avx2::<{ MR - TOP }, 4>(a.add(TOP * lda), lda, b, ldb, kc);
+    if rows > top {
+        let c = tile_sums_avx2::<{ MR - TOP }, 4>(a.add(top * lda), lda, b, ldb, kc);
         let part = TileOut {
-            dst: to.dst.add(TOP * to.ldd),
-            rows: rows - TOP,
+            dst: to.dst.add(top * to.ldd),
+            rows: rows - top,
             ..to
         };
         store_avx2(&c, part);
