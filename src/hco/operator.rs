@@ -9,7 +9,7 @@ use burn::tensor::activation::relu;
 
 use crate::heat::{diffuse, frequency_sq};
 use crate::kernels::{
-    depthwise_conv3x3_nhwc, heat_decay, layer_norm, linear as linear_kernel, silu_gate,
+    depthwise_conv3x3_nhwc, heat_decay, layer_norm_with_epsilon, linear as linear_kernel, silu_gate,
 };
 
 /// Builds a [`HeatConduction`] operator.
@@ -35,6 +35,7 @@ impl HeatConductionConfig {
             out_norm: LayerNormConfig::new(c)
                 .with_epsilon(self.norm_eps)
                 .init(device),
+            out_norm_eps: self.norm_eps,
             out_linear: linear(c, c, device),
             to_k: Some(linear(c, c, device)),
             k_exp: None,
@@ -60,6 +61,9 @@ pub struct HeatConduction {
     pub linear: Linear,
     /// LayerNorm over channels after the diffusion.
     pub out_norm: LayerNorm,
+    /// `out_norm`'s epsilon (the config's `norm_eps`), which the LayerNorm kernel needs and
+    /// Burn's `LayerNorm` keeps private.
+    out_norm_eps: f64,
     /// Output projection C → C.
     pub out_linear: Linear,
     /// Conductivity predictor `k = ReLU(to_k(FVE))` (trainable form only).
@@ -159,7 +163,10 @@ impl HeatConduction {
         debug_assert_eq!(decay.dims(), [h, w, c]);
         let x = diffuse(x, decay);
 
-        let x = silu_gate(layer_norm(x, &self.out_norm), z);
+        let x = silu_gate(
+            layer_norm_with_epsilon(x, &self.out_norm, self.out_norm_eps),
+            z,
+        );
         let out = &self.out_linear;
         crate::kernels::linear(x, out.weight.val(), out.bias.as_ref().map(|b| b.val()))
     }

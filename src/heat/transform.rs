@@ -69,13 +69,20 @@ pub fn idct2d(x: Tensor<4>) -> Tensor<4> {
 /// `IDCT2D(DCT2D(x) ⊙ decay)`: the heat operator's diffusion of a channels-last map `x`
 /// (`[B, H, W, C]`) with `decay` (`[H, W, C]`, the same for every item).
 ///
-/// On the CPU fast path this is one fused kernel, forward and backward
-/// ([`crate::kernels::diffuse`]); elsewhere it is `idct2d(dct2d(x) * decay)`.
+/// [`crate::kernels::diffuse`] with the cached DCT bases (in `x`'s precision): on the CPU fast
+/// path one fused kernel, forward and backward; elsewhere the kernels' reference,
+/// `idct2d(dct2d(x) * decay)` in Burn's operators.
 pub fn diffuse(x: Tensor<4>, decay: Tensor<3>) -> Tensor<4> {
-    if crate::kernels::on_host(&x) && crate::kernels::on_host(&decay) {
-        let [_, h, w, _] = x.dims();
-        let device = x.device();
-        return crate::kernels::diffuse(x, decay, dct_basis(h, &device), dct_basis(w, &device));
-    }
-    idct2d(dct2d(x) * decay.unsqueeze::<4>())
+    let [_, h, w, _] = x.dims();
+    let device = x.device();
+    let basis = |n: usize| {
+        let basis = dct_basis(n, &device);
+        if basis.dtype() == x.dtype() {
+            basis
+        } else {
+            basis.cast(burn::tensor::FloatDType::from(x.dtype()))
+        }
+    };
+    let (dct_h, dct_w) = (basis(h), basis(w));
+    crate::kernels::diffuse(x, decay, dct_h, dct_w)
 }

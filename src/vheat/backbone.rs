@@ -289,7 +289,7 @@ impl VHeat {
             if selected.contains(&i) {
                 let out = match (norm, self.output_norm(i)) {
                     (OutputNorm::Skip, _) | (_, None) => y.clone(),
-                    (_, Some(n)) => norm_nchw(n, y.clone()),
+                    (_, Some(n)) => norm_nchw(n, OUTPUT_NORM_EPS, y.clone()),
                 };
                 outs.push(out);
             }

@@ -7,7 +7,10 @@ use burn::prelude::*;
 use super::drop_path::DropPath;
 use super::mlp::Mlp;
 use crate::hco::{HeatConduction, HeatConductionConfig};
-use crate::kernels::{layer_norm, residual};
+use crate::kernels::{layer_norm_with_epsilon, residual};
+
+/// LayerNorm epsilon of the block's norms (PyTorch's default, as in the reference).
+const NORM_EPS: f64 = 1e-5;
 
 /// Builds a [`HeatBlock`].
 #[derive(Config, Debug)]
@@ -32,7 +35,11 @@ impl HeatBlockConfig {
     /// Creates the block on `device`.
     pub fn init(&self, device: &Device) -> HeatBlock {
         let dim = self.dim;
-        let norm = || LayerNormConfig::new(dim).init(device);
+        let norm = || {
+            LayerNormConfig::new(dim)
+                .with_epsilon(NORM_EPS)
+                .init(device)
+        };
         let hidden = (dim as f64 * self.mlp_ratio) as usize;
         let has_mlp = self.mlp_ratio > 0.0 && hidden > 0;
         let gamma = || {
@@ -98,10 +105,16 @@ impl HeatBlock {
     /// (ignored in the inference form).
     pub fn forward(&self, x: Tensor<4>, fve: Option<Tensor<3>>) -> Tensor<4> {
         let heat = if self.post_norm {
-            layer_norm(self.op.forward_channels_last(x.clone(), fve), &self.norm1)
+            layer_norm_with_epsilon(
+                self.op.forward_channels_last(x.clone(), fve),
+                &self.norm1,
+                NORM_EPS,
+            )
         } else {
-            self.op
-                .forward_channels_last(layer_norm(x.clone(), &self.norm1), fve)
+            self.op.forward_channels_last(
+                layer_norm_with_epsilon(x.clone(), &self.norm1, NORM_EPS),
+                fve,
+            )
         };
         let [batch, _, _, c] = x.dims();
         let device = x.device();
@@ -115,9 +128,9 @@ impl HeatBlock {
         match (&self.mlp, &self.norm2) {
             (Some(mlp), Some(norm2)) => {
                 let y = if self.post_norm {
-                    layer_norm(mlp.forward(x.clone()), norm2)
+                    layer_norm_with_epsilon(mlp.forward(x.clone()), norm2, NORM_EPS)
                 } else {
-                    mlp.forward(layer_norm(x.clone(), norm2))
+                    mlp.forward(layer_norm_with_epsilon(x.clone(), norm2, NORM_EPS))
                 };
                 let drop = self.drop_path.sample_scale(batch, &device);
                 residual(x, y, branch_scale(&self.gamma2, drop, [batch, c]))

@@ -6,6 +6,9 @@ use burn::prelude::*;
 
 use super::stem::conv_nhwc;
 
+/// LayerNorm epsilon of the downsampling's norm (PyTorch's default, as in the reference).
+const NORM_EPS: f64 = 1e-5;
+
 /// `conv3×3 s2 (no bias) → LayerNorm`, `[B, C, H, W]` → `[B, C', ⌈H/2⌉, ⌈W/2⌉]`
 /// (the reference's `make_downsample`).
 #[derive(Module, Debug)]
@@ -25,7 +28,9 @@ impl Downsample {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .with_bias(false)
                 .init(device),
-            norm: LayerNormConfig::new(out_dim).init(device),
+            norm: LayerNormConfig::new(out_dim)
+                .with_epsilon(NORM_EPS)
+                .init(device),
         }
     }
 
@@ -34,6 +39,6 @@ impl Downsample {
         // Channels-last inside: the stage's blocks hand over a permuted view of a channels-last
         // map, which this reads without a copy.
         let y = conv_nhwc(&self.conv, x.permute([0, 2, 3, 1]));
-        crate::kernels::layer_norm(y, &self.norm).permute([0, 3, 1, 2])
+        crate::kernels::layer_norm_with_epsilon(y, &self.norm, NORM_EPS).permute([0, 3, 1, 2])
     }
 }

@@ -3,6 +3,9 @@
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
 
+/// LayerNorm epsilon of the classifier's norm (PyTorch's default, as in the reference).
+const NORM_EPS: f64 = 1e-5;
+
 /// The classifier: LayerNorm over channels → global average pool → Linear (the reference's
 /// `classifier` sequence, indices 0 and 3). Without `fc` (0 classes) it returns the pooled
 /// features.
@@ -18,7 +21,9 @@ impl Head {
     /// A head `dim → num_classes` (no Linear when `num_classes == 0`).
     pub fn new(dim: usize, num_classes: usize, device: &Device) -> Self {
         Self {
-            norm: LayerNormConfig::new(dim).init(device),
+            norm: LayerNormConfig::new(dim)
+                .with_epsilon(NORM_EPS)
+                .init(device),
             fc: (num_classes > 0).then(|| crate::init::reference_linear(dim, num_classes, device)),
         }
     }
@@ -33,7 +38,8 @@ impl Head {
 
     /// Normalised, pooled features `[B, C]` from an NCHW map.
     pub fn pool(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = crate::kernels::layer_norm(x.permute([0, 2, 3, 1]), &self.norm);
+        let x =
+            crate::kernels::layer_norm_with_epsilon(x.permute([0, 2, 3, 1]), &self.norm, NORM_EPS);
         let pooled: Tensor<4> = x.mean_dim(1).mean_dim(2);
         pooled.flatten(1, 3)
     }

@@ -4,6 +4,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Gelu, LayerNorm, LayerNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+use crate::kernels::layer_norm_with_epsilon;
+
 /// LayerNorm epsilon of the stem's norms (the reference's `build_norm_layer` default).
 pub const STEM_NORM_EPS: f64 = 1e-6;
 
@@ -23,9 +25,10 @@ pub struct Stem {
     pub norm2: LayerNorm,
 }
 
-/// A LayerNorm over the channels of an NCHW map.
-pub(crate) fn norm_nchw(norm: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
-    crate::kernels::layer_norm(x.permute([0, 2, 3, 1]), norm).permute([0, 3, 1, 2])
+/// A LayerNorm (with epsilon `epsilon`) over the channels of an NCHW map.
+pub(crate) fn norm_nchw(norm: &LayerNorm, epsilon: f64, x: Tensor<4>) -> Tensor<4> {
+    crate::kernels::layer_norm_with_epsilon(x.permute([0, 2, 3, 1]), norm, epsilon)
+        .permute([0, 3, 1, 2])
 }
 
 /// `conv` (a Burn `Conv2d`) applied to a channels-last map `[B, H, W, C]`, giving a
@@ -88,9 +91,9 @@ impl Stem {
         // Channels-last inside (the norms run over channels, the convolutions read the map as
         // it is); NCHW out.
         let x = conv_nhwc(&self.conv1, x.permute([0, 2, 3, 1]));
-        let x = crate::kernels::gelu(crate::kernels::layer_norm(x, &self.norm1));
+        let x = crate::kernels::gelu(layer_norm_with_epsilon(x, &self.norm1, STEM_NORM_EPS));
         let x = conv_nhwc(&self.conv2, x);
-        crate::kernels::layer_norm(x, &self.norm2).permute([0, 3, 1, 2])
+        layer_norm_with_epsilon(x, &self.norm2, STEM_NORM_EPS).permute([0, 3, 1, 2])
     }
 
     /// The downsampling factor from image to the last of `num_stages` stages:

@@ -2,45 +2,39 @@
 //!
 //! Every kernel splits its work over the rayon pool. Called from a thread outside the pool
 //! (a program's main thread), each parallel loop hands its work to the pool and puts the
-//! calling thread to sleep until the pool is done: cross-thread wake-ups after every
-//! operation (perf stat, seven vHeat-T forward passes: 7,833 context switches called from the
-//! main thread, 2,125 from a worker), each costing microseconds on a virtual machine while the
-//! cores wait. Run from a worker, the same loops start on that worker at once, and the other
-//! workers take work from it.
-//!
-//! Measured side by side on the 2-core AMD EPYC (Zen 5, AVX-512), 2026-12-06, against the
-//! same code calling from the main thread: the README's main-job network's training step
-//! 1.48× (5,560–6,500 against 3,620–4,210 img/s), vHeat-T and -B 224² batch-1 inference
-//! 1.10–1.11×, the vHeat-T 224² batch-8 training step even (within the noise). Where it
-//! costs, large inference maps, [`pays_on_pool`] leaves the call where it is.
+//! calling thread to sleep until the pool is done: a cross-thread wake-up after every
+//! operation, each costing microseconds (more on a virtual machine) while the cores wait. Run
+//! from a worker, the same loops start on that worker at once, and the other workers take work
+//! from it. A model call is many short operations, so this pays most for small maps and for
+//! training steps; for large inference maps it can cost (see [`pays_on_pool`]), and
+//! [`pays_on_pool`] then leaves the call where it is.
 
 use burn::prelude::*;
 
 use std::sync::Mutex;
 
 /// Most input pixels (`B·H·W`) for which an inference call runs on the pool
-/// ([`pays_on_pool`]): 2¹⁷, between vHeat-T at 224² batch 1 (50 k: +10 % on the pool) and
-/// 512² batch 1 (262 k: −3 %).
+/// ([`pays_on_pool`]): 2¹⁷, between vHeat-T at 224² batch 1 (50 k pixels, which gains on the
+/// pool) and 512² batch 1 (262 k, which loses a little).
 pub const ON_POOL_MAX_PIXELS: usize = 1 << 17;
 
 /// Whether an inference call on `images` (`[B, C, H, W]`) gains from [`on_pool`]: it takes the
-/// host kernels' path ([`super::on_host`]) and has at most [`ON_POOL_MAX_PIXELS`] pixels.
+/// host kernels' path ([`crate::kernels::on_host`]) and has at most [`ON_POOL_MAX_PIXELS`] pixels.
 ///
 /// A call with small maps is many short operations, and the hand-overs dominate. With large
 /// maps they do not, and a cost shows instead: the C allocator serves a worker thread from an
 /// arena of its own, which returns freed memory to the system more eagerly than the main
-/// thread's, so outputs of a few MiB are faulted in afresh more often (measured: +40 % page
-/// faults and −4…6 % throughput at vHeat-T 768² batch 1, −0…5 % at 224² batch 8). A training
-/// step (`train::ImageClassifier::gradients`) runs on the pool whatever its size: its
-/// activations live until the backward pass, and it gained or held even at every size
-/// measured.
+/// thread's, so outputs of a few MiB are faulted in afresh more often (more page faults, a
+/// few per cent less throughput at vHeat-T 768² batch 1). A training step
+/// (`train::ImageClassifier::gradients`) runs on the pool whatever its size: its activations
+/// live until the backward pass, so it does not pay that cost.
 pub fn pays_on_pool(images: &Tensor<4>) -> bool {
     let [b, _, h, w] = images.dims();
-    super::on_host(images) && b.saturating_mul(h).saturating_mul(w) <= ON_POOL_MAX_PIXELS
+    crate::kernels::on_host(images) && b.saturating_mul(h).saturating_mul(w) <= ON_POOL_MAX_PIXELS
 }
 
 /// Runs `f` on a worker of the current rayon pool (the global one from outside any pool) when
-/// `host` is true (pass [`super::on_host`] of the call's input: whether the kernels run) and
+/// `host` is true (pass [`crate::kernels::on_host`] of the call's input: whether the kernels run) and
 /// the calling thread is not already a worker; otherwise runs it here. Returns what `f`
 /// returns.
 ///
@@ -56,10 +50,10 @@ pub fn on_pool<R: Send>(host: bool, f: impl FnOnce() -> R + Send) -> R {
         return f();
     }
     // Always the same worker, the pool's first: the C allocator gives each thread its own
-    // arena, so a call that ran on whichever worker was free left its freed temporaries in
-    // that worker's arena, and alternating workers kept up to twice the memory (peak RSS of a
-    // vHeat-T batch-8 training step 2.2–2.6 GiB in some runs against 1.5). The other workers
-    // run their empty share of the broadcast and then take work from the first.
+    // arena, so a call that ran on whichever worker was free would leave its freed
+    // temporaries in that worker's arena, and alternating workers would keep up to twice the
+    // memory. The other workers run their empty share of the broadcast and then take work from
+    // the first.
     let f = Mutex::new(Some(f));
     let mut results = rayon::broadcast(|ctx| {
         if ctx.index() == 0 {

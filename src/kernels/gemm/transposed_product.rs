@@ -9,7 +9,7 @@
 //! 0.13 s of a 2.7 s vHeat-T 224² batch-8 training step on this project's 2-core machine. Here
 //! the output is zeroed on the pool and handed to the tensor as it is.
 
-use super::buffer::zeroed;
+use crate::kernels::runtime::buffer::zeroed;
 
 /// Work (`m·n·k` multiply-adds) from which the product is split over the rayon pool: flex's
 /// own threshold for its matrix products, so the two agree.

@@ -3,10 +3,9 @@
 //! A kernel's output is a fresh `Vec<f32>`. Made with `vec![0.0; n]`, a large one is zeroed by
 //! one thread before the parallel kernel starts: `calloc` clears a recycled heap block with a
 //! serial `memset`, and a fresh mapping's pages are faulted in by whichever thread first
-//! writes them. Measured on vHeat-T's 224² batch-8 training step (2-core AMD EPYC), those
-//! serial zeroings and the serial copies of `owned`/`values` took about a quarter of the time
-//! the main thread spent alone while the pool waited. [`zeroed`] and [`copied`] do the same
-//! work split over the pool, so both the stores and the page faults run in parallel.
+//! writes them: during a training step those serial zeroings and copies leave the pool idle.
+//! [`zeroed`] and [`copied`] do the same work split over the pool, so both the stores and the
+//! page faults run in parallel.
 //! Small buffers (below [`PARALLEL_MIN`] values) take the plain serial way.
 
 use std::mem::MaybeUninit;
@@ -29,7 +28,7 @@ pub(crate) fn filled(n: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + S
 /// the `index`-th run of `block` values (the last one shorter) and must write every value of
 /// it; what each call returns comes back in block order. For kernels that write their whole
 /// output (a norm, a convolution, a gradient): zeroing it first would be one more pass over
-/// memory, which profiles of the training step showed as 2–3 % of its time in `memset`.
+/// memory.
 pub(crate) fn filled_in_blocks<R: Send>(
     n: usize,
     block: usize,

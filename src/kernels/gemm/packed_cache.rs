@@ -16,7 +16,8 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::TensorMetadata;
 use burn::tensor::Bytes;
 
-use super::gemm::PackedB;
+use super::PackedB;
+use crate::kernels::flex::values;
 
 /// Most entries kept: more than the projections of the largest configuration (vHeat-B has
 /// 4·20 blocks × 4 projections), in both orientations.
@@ -29,9 +30,9 @@ pub(crate) enum Orientation {
     AsIs,
     /// The tensor is `Bᵀ` (`n × k`, row-major).
     Transposed,
-    /// The tensor is a 3×3 convolution's `[C_out, C_in, 3, 3]` weight (see `conv.rs`).
+    /// The tensor is a 3×3 convolution's `[C_out, C_in, 3, 3]` weight (see `ops/conv3x3.rs`).
     Conv3x3,
-    /// The same weight as the input gradient's right operand (`conv.rs`).
+    /// The same weight as the input gradient's right operand (`ops/conv3x3.rs`).
     Conv3x3InputGrad,
 }
 
@@ -92,6 +93,22 @@ pub(crate) fn packed(
     }
     cache.push(entry);
     packed
+}
+
+/// `(N, B)`: a projection's weight packed as the forward product's `B` (`K × N`): `weight` is
+/// `[N, K]` when `out_in` (PyTorch's layout), else `[K, N]`; from the cache when this weight
+/// buffer was packed before.
+pub(crate) fn packed_weight(weight: &FlexTensor, k: usize, out_in: bool) -> (usize, Arc<PackedB>) {
+    let ws = weight.shape();
+    if out_in {
+        let n = ws[0];
+        let pack = || PackedB::from_transposed(&values(weight), k, n);
+        (n, packed(weight, Orientation::Transposed, pack))
+    } else {
+        let n = ws[1];
+        let pack = || PackedB::from_row_major(&values(weight), k, n);
+        (n, packed(weight, Orientation::AsIs, pack))
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
-//! A dense 3×3 convolution (padding 1, any stride) of a channels-last map on the host: the
-//! stem's and the downsamplings' convolutions.
+//! A dense 3×3 convolution (padding 1, any stride) of a channels-last map, forward and
+//! backward: the stem's and the downsamplings' convolutions.
+//!
+//! The reference ([`conv_nhwc_reference`], [`conv_nhwc_backward_reference`]: the fallback on
+//! every other backend, and with the kernels off; the depthwise convolution shares it) is
+//! Burn's NCHW `conv2d` and its backward functions between permutes.
 //!
 //! Burn's flex backend convolves NCHW maps only, so a channels-last model paid a permute copy
 //! on each side of every such convolution, plus Burn's own unfold. Here the product runs
-//! through the crate's matrix product (`gemm.rs`) with the patches built per task straight
+//! through the crate's matrix product (`gemm/`) with the patches built per task straight
 //! from the channels-last map (each tap is `C_in` contiguous values), so the full patch matrix
 //! never exists and neither side is permuted. The weight, stored like PyTorch's
 //! `[C_out, C_in, 3, 3]`, is packed once per live buffer as the product's right operand, with
@@ -11,10 +15,241 @@
 
 use std::borrow::Cow;
 
-use super::buffer::zeroed;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, TensorMetadata};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Shape, Tensor};
 use rayon::prelude::*;
 
-use super::gemm::{gemm, gemm_with, PackedB};
+use crate::kernels::autodiff::record_weighted;
+use crate::kernels::gemm::{gemm, gemm_with, PackedB};
+use crate::kernels::on_host;
+use crate::kernels::runtime::buffer::zeroed;
+
+/// The dense channels-last 3×3 convolution as a backend operation, with its backward pass.
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait Conv3x3Ops: Backend {
+    /// A dense 3×3 convolution, padding 1, stride `stride`, of a channels-last map `x`
+    /// (`[B, H, W, C_in]`) with `weight` in PyTorch's layout `[C_out, C_in, 3, 3]` and `bias`
+    /// (`[C_out]`): `[B, H_out, W_out, C_out]`.
+    fn vheat_conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        conv_nhwc_reference::<Self>(x, weight, Some(bias), dense_options(stride))
+    }
+
+    /// `(∂L/∂x, ∂L/∂weight, ∂L/∂bias)` of [`vheat_conv3x3`](Self::vheat_conv3x3) from `grad`
+    /// (`[B, H_out, W_out, C_out]`).
+    fn vheat_conv3x3_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        conv_nhwc_backward_reference::<Self>(x, weight, grad, dense_options(stride))
+    }
+}
+
+/// A dense 3×3 convolution with padding 1 and stride `stride` of a channels-last map `x`
+/// (`[B, H, W, C_in]`), with `weight` in PyTorch's layout `[C_out, C_in, 3, 3]`: the
+/// channels-last `[B, H_out, W_out, C_out]` result, `H_out = (H − 1) / stride + 1`.
+///
+/// On flex it runs through the crate's matrix product with the patches built from the map as
+/// it is, with a handwritten backward under autodiff (the input gradient gathered from the
+/// patch gradients in a fixed order; the weight gradient from the patch matrix through the
+/// weight-gradient product); on every other backend it is [`conv_nhwc_reference`], Burn's
+/// `conv2d` between permutes.
+///
+/// # Panics
+/// If `weight` is not `[C_out, C_in, 3, 3]` for the map's `C_in`, `bias` not `[C_out]`, or
+/// `stride` is 0.
+pub fn conv3x3_nhwc(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+) -> Tensor<4> {
+    let [_, _, _, c_in] = x.dims();
+    let [c_out, w_in, kh, kw] = weight.dims();
+    assert!(stride > 0, "convolution stride 0");
+    assert_eq!([w_in, kh, kw], [c_in, 3, 3], "3×3 convolution weight");
+    if let Some(bias) = &bias {
+        assert_eq!(bias.dims(), [c_out], "convolution bias");
+    }
+    if !(on_host(&x) && on_host(&weight) && bias.as_ref().is_none_or(on_host)) {
+        let bias = bias.map(Tensor::into_dispatch);
+        let (x, weight) = (x.into_dispatch(), weight.into_dispatch());
+        let options = dense_options(stride);
+        return Tensor::from_dispatch(conv_nhwc_reference::<Dispatch>(x, weight, bias, options));
+    }
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([c_out], &x.device()));
+    Tensor::from_dispatch(<Dispatch as Conv3x3Ops>::vheat_conv3x3(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+    ))
+}
+
+/// Stride `stride`, padding 1, one group: the dense convolution's options.
+fn dense_options(stride: usize) -> ConvOptions<2> {
+    ConvOptions::new([stride, stride], [1, 1], [1, 1], 1)
+}
+
+/// A 3×3 convolution (padding 1, dilation 1) of a channels-last map in Burn's operators:
+/// `conv2d` between permutes. The reference of this convolution and of the depthwise one.
+pub(crate) fn conv_nhwc_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    let nchw = B::float_permute(x, &[0, 3, 1, 2]);
+    let y = B::conv2d(nchw, weight, bias, options);
+    B::float_permute(y, &[0, 2, 3, 1])
+}
+
+/// [`conv_nhwc_reference`]'s backward pass in Burn's operators (`conv2d`'s own backward functions).
+pub(crate) fn conv_nhwc_backward_reference<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let c = weight.shape()[0];
+    let x = B::float_permute(x, &[0, 3, 1, 2]);
+    let g = B::float_permute(grad, &[0, 3, 1, 2]);
+    let dx = B::conv2d_x_backward(x.clone(), weight.clone(), g.clone(), options.clone());
+    let dw = B::conv2d_weight_backward(x, weight, g.clone(), options);
+    let db = B::float_reshape(B::float_sum_dims(g, &[0, 2, 3]), Shape::new([c]));
+    (B::float_permute(dx, &[0, 2, 3, 1]), dw, db)
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::{Flex, TensorMetadata};
+    use rayon::prelude::*;
+
+    use super::*;
+    use crate::kernels::flex::{dims4, is_f32, tensor, values};
+    use crate::kernels::gemm::packed_cache::{packed, Orientation};
+    use crate::kernels::gemm::transposed_product::transposed_product;
+    use crate::kernels::runtime::buffer::zeroed;
+    use crate::kernels::runtime::reduce::column_sums;
+
+    /// Whether the dense 3×3 kernel takes `x` and `weight`: float32, `x` `[B, H, W, C_in]`,
+    /// `weight` `[C_out, C_in, 3, 3]`, a stride of at least 1.
+    fn conv3x3_fits(x: &FlexTensor, weight: &FlexTensor, stride: usize) -> bool {
+        let (xs, ws) = (x.shape(), weight.shape());
+        is_f32(&[x, weight])
+            && stride > 0
+            && xs.num_dims() == 4
+            && ws.num_dims() == 4
+            && ws[1] == xs[3]
+            && ws[2] == 3
+            && ws[3] == 3
+    }
+
+    impl Conv3x3Ops for Flex {
+        fn vheat_conv3x3(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            stride: usize,
+        ) -> FloatTensor<Self> {
+            let fits = conv3x3_fits(&x, &weight, stride)
+                && is_f32(&[&bias])
+                && bias.shape().to_vec() == [weight.shape()[0]];
+            if !fits {
+                return conv_nhwc_reference::<Self>(x, weight, Some(bias), dense_options(stride));
+            }
+            let ws = weight.shape();
+            let (c_out, c_in) = (ws[0], ws[1]);
+            let packed = packed(&weight, Orientation::Conv3x3, || {
+                pack_weight(&values(&weight), c_out, c_in)
+            });
+            let (y, dims) = conv3x3(
+                &values(&x),
+                dims4(&x),
+                &packed,
+                Some(&values(&bias)),
+                stride,
+            );
+            tensor(y, dims)
+        }
+
+        fn vheat_conv3x3_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            stride: usize,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            let (xs, ws, gs) = (x.shape(), weight.shape(), grad.shape());
+            let fits = conv3x3_fits(&x, &weight, stride)
+                && is_f32(&[&grad])
+                && gs.to_vec()
+                    == [
+                        xs[0],
+                        output_side(xs[1], stride),
+                        output_side(xs[2], stride),
+                        ws[0],
+                    ];
+            if !fits {
+                return conv_nhwc_backward_reference::<Self>(
+                    x,
+                    weight,
+                    grad,
+                    dense_options(stride),
+                );
+            }
+            let (c_out, c_in) = (ws[0], ws[1]);
+            let dims = dims4(&x);
+            let g = values(&grad);
+            let packed = packed(&weight, Orientation::Conv3x3InputGrad, || {
+                pack_weight_for_input_grad(&values(&weight), c_out, c_in)
+            });
+            let dx = conv3x3_input_grad(&g, dims, &packed, stride);
+            // dW = gᵀ·patches ([C_out, (tap, C_in)], the long inner dimension every output pixel)
+            // and db = Σ g; then each output channel's row is reordered to (C_in, tap), on the pool.
+            let k = 9 * c_in;
+            let m = gs.num_elements() / c_out.max(1);
+            let patches = patch_matrix(&values(&x), dims, stride);
+            let db = column_sums(&g, m, c_out);
+            let dw_taps = transposed_product(&g, &patches, m, c_out, k);
+            drop(patches);
+            let mut dw = zeroed(c_out * k);
+            dw.par_chunks_mut(k.max(1))
+                .zip(dw_taps.par_chunks(k.max(1)))
+                .for_each(|(row, taps)| {
+                    for t in 0..9 {
+                        for ci in 0..c_in {
+                            row[ci * 9 + t] = taps[t * c_in + ci];
+                        }
+                    }
+                });
+            let db = tensor(db, [c_out]);
+            (tensor(dx, dims), tensor(dw, [c_out, c_in, 3, 3]), db)
+        }
+    }
+}
+
+impl<B: Conv3x3Ops, C: CheckpointStrategy> Conv3x3Ops for Autodiff<B, C> {
+    fn vheat_conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        let (forward, backward) = (B::vheat_conv3x3, B::vheat_conv3x3_backward);
+        record_weighted::<B, C, _>([x, weight, bias], stride, forward, backward)
+    }
+}
 
 /// `[B, H, W, C]`.
 pub(crate) type Dims = [usize; 4];
