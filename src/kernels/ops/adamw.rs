@@ -3,11 +3,9 @@
 //!
 //! The reference ([`adamw_step_reference`], the fallback on every other backend and with the
 //! kernels off) is the fourteen tensor operations Burn's `AdamW` runs per parameter, each a
-//! pass over memory into a fresh buffer (on flex on one thread below its parallel threshold).
-//! Burn's `AdamW` runs the step as fourteen tensor operations per parameter, each a pass over
-//! memory into a fresh buffer on one thread (flex parallelises element-wise operations only
-//! above 4 Mi values); on vHeat-T that was about a twentieth of a training step while the
-//! pool sat idle. This does the same float32 arithmetic, in the same order, per element:
+//! pass over memory into a fresh buffer, on one thread while the pool sits idle (flex
+//! parallelises element-wise operations only above 4 Mi values). The host loop does the same
+//! float32 arithmetic, in the same order, per element:
 //!
 //! ```text
 //! m ← m·β₁ + g·(1 − β₁)            v ← v·β₂ + (g·g)·(1 − β₂)

@@ -5,8 +5,8 @@
 //! every other backend, and with the kernels off; the depthwise convolution shares it) is
 //! Burn's NCHW `conv2d` and its backward functions between permutes.
 //!
-//! Burn's flex backend convolves NCHW maps only, so a channels-last model paid a permute copy
-//! on each side of every such convolution, plus Burn's own unfold. Here the product runs
+//! Burn's flex backend convolves NCHW maps only, so a channels-last model would pay a permute
+//! copy on each side of every such convolution, plus Burn's own unfold. Here the product runs
 //! through the crate's matrix product (`gemm/`) with the patches built per task straight
 //! from the channels-last map (each tap is `C_in` contiguous values), so the full patch matrix
 //! never exists and neither side is permuted. The weight, stored like PyTorch's

@@ -3,12 +3,13 @@
 //!
 //! The reference ([`diffuse_reference`], [`diffuse_backward_reference`]: the fallback on every
 //! other backend and with the kernels off, and what `heat::diffuse` runs there) is the
-//! composition in Burn's operators. Composed that way, the diffusion is four full passes of the map through a
-//! matrix product (DCT along H, along W, inverse along H, along W), each writing a fresh map, and
-//! a broadcast product with the decay in between — five buffers the size of the map, and under
-//! autodiff five graph nodes. Here the transforms along W, and the decay between them, run on one
-//! `[W, C]` row of the map at a time while it is in cache: the map goes through memory three
-//! times (DCT along H, the row pass, inverse along H) instead of five, with two buffers.
+//! composition in Burn's operators. Composed that way, the diffusion is four full passes of
+//! the map through a matrix product (DCT along H, along W, inverse along H, along W), each
+//! writing a fresh map, and a broadcast product with the decay in between — five buffers the
+//! size of the map, and under autodiff five graph nodes. Here the transforms along W, and the
+//! decay between them, run on one `[W, C]` row of the map at a time while it is in cache: the
+//! map goes through memory three times (DCT along H, the row pass, inverse along H) instead of
+//! five, with two buffers.
 //!
 //! The backward pass uses the operator's symmetry: with orthonormal bases (`IDCT = DCTᵀ`),
 //! `y = (D_Hᵀ ⊗ D_Wᵀ) · diag(decay) · (D_H ⊗ D_W) · x` is a symmetric linear map of `x`, so

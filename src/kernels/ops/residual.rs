@@ -4,11 +4,10 @@
 //!
 //! The reference ([`residual_reference`], [`residual_backward_reference`],
 //! [`residual_sum_reference`]: the fallback on every other backend and with the kernels off) is
-//! Burn's broadcast product and sum. Composed from Burn's operators the connection is up to three passes over the map per branch (the
-//! layer-scale product, the drop-path product and division, the sum) and as many in the
-//! backward pass, each on one thread on flex: profiles of a vHeat-T training step showed them
-//! as most of the time the main thread ran alone while the pool waited. Here the forward is
-//! one pass and the backward one (`∂/∂branch = g ⊙ scale`, `∂/∂x = g` itself), plus, when
+//! Burn's broadcast product and sum. Composed from Burn's operators the connection is up to
+//! three passes over the map per branch (the layer-scale product, the drop-path product and
+//! division, the sum) and as many in the backward pass, each on one thread on flex while the
+//! rest of the pool waits. Here the forward is one pass and the backward one (`∂/∂branch = g ⊙ scale`, `∂/∂x = g` itself), plus, when
 //! `scale` needs a gradient (layer scale), `∂/∂scale[b, c] = Σ g ⊙ branch` over the sample's
 //! pixels, summed per fixed block of rows and added in block order, so seeded training is
 //! reproducible whatever the thread count.
