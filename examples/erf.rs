@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example train         # first: writes artifacts/train/model.bpk
-//! cargo run --release --example erf           # writes docs/img/erf.png
+//! cargo run --release --example erf           # writes artifacts/img/erf.png
 //! cargo run --release --example erf -- --checkpoint PATH --size 128 --out erf.png --backend wgpu
 //! ```
 //!
@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, value_name = "PATH", default_value = "artifacts/train/model.bpk")]
     checkpoint: PathBuf,
     /// The PNG to write.
-    #[arg(long, value_name = "FILE", default_value = "docs/img/erf.png")]
+    #[arg(long, value_name = "FILE", default_value = "artifacts/img/erf.png")]
     out: PathBuf,
     /// Input side in pixels [default: the checkpoint's training size].
     #[arg(long, value_name = "S")]

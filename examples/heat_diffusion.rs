@@ -2,7 +2,7 @@
 //! heat-conduction operator for increasing `k·t`, written as a PNG strip.
 //!
 //! ```text
-//! cargo run --release --example heat_diffusion                 # writes docs/img/heat_diffusion.png
+//! cargo run --release --example heat_diffusion                 # writes artifacts/img/heat_diffusion.png
 //! cargo run --release --example heat_diffusion -- --out x.png --size 96 --backend wgpu
 //! ```
 //!
@@ -71,7 +71,7 @@ struct DiffusionArgs {
     #[arg(
         long,
         value_name = "FILE",
-        default_value = "docs/img/heat_diffusion.png"
+        default_value = "artifacts/img/heat_diffusion.png"
     )]
     out: PathBuf,
     /// Side of the simulated plate.

@@ -13,7 +13,7 @@
 //! call takes over 2 s). Sides 14, 28, 56, 96, 128 and 192 (attention stops once a call takes
 //! over 20 s, or at 128). It prints a table (tokens, ms HCO, ms attention), the least-squares
 //! exponent `p` of `t ∝ tokensᵖ` for each block over 56²… and over all sizes, and writes a
-//! log-log plot to `docs/img/hco_vs_attention.png` (`--out` to change).
+//! log-log plot to `artifacts/img/hco_vs_attention.png` (`--out` to change).
 
 #[path = "../benches/support/blocks.rs"]
 mod blocks;
@@ -61,7 +61,7 @@ struct Args {
     #[arg(
         long,
         value_name = "FILE",
-        default_value = "docs/img/hco_vs_attention.png"
+        default_value = "artifacts/img/hco_vs_attention.png"
     )]
     out: String,
 }

@@ -72,7 +72,7 @@ impl From<DType> for FloatDType {
 #[command(about = "Measure throughput (img/s, GFLOP/s) and peak memory of a configuration")]
 pub struct BenchArgs {
     /// The model: tiny, small, base, main-job (the README's first command's network: depths
-    /// 1-1-2-1, widths 16…128, pre-norm, 10 classes), or a configuration JSON file.
+    /// 1-1-2-1, widths 16…128, pre-norm, 8 classes), or a configuration JSON file.
     #[arg(long, value_name = "NAME|FILE", default_value = "tiny")]
     pub config: String,
 
@@ -231,9 +231,10 @@ pub fn time_train_step(
 }
 
 /// The network of the README's first command (`vheat train` on the synthetic shapes):
-/// depths 1-1-2-1, widths 16…128, pre-norm, 10 classes, at `size`².
+/// depths 1-1-2-1, widths 16…128, pre-norm, one class per synthetic shape
+/// ([`SHAPE_CLASSES`](crate::data::SHAPE_CLASSES)), at `size`².
 pub fn main_job_config(size: usize) -> VHeatConfig {
-    super::train::small_config(size, 10)
+    super::train::small_config(size, crate::data::SHAPE_CLASSES.len())
 }
 
 fn print_json(args: &BenchArgs, label: &str, t: &Timing) {
