@@ -18,7 +18,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Distribution, FloatDType, TensorData};
 use vheat::kernels::{
-    depthwise_conv3x3_nhwc, gelu, heat_decay, isa, layer_norm, layer_norm_epsilon, on_host,
+    depthwise_conv3x3_nhwc, gelu, heat_decay, isa, layer_norm_with_epsilon, on_host,
     residual, silu_gate,
 };
 
@@ -241,12 +241,11 @@ fn check_layer_norm() {
             ));
             norm
         };
-        assert_eq!(layer_norm_epsilon(&norm_of(&gamma, &beta)), Some(eps));
         // The float64 reference is written out (Burn's LayerNorm module keeps float32 params).
         let (e64, e32) = compare(
             &[x, gamma, beta],
             &up,
-            |t| layer_norm(t[0].clone(), &norm_of(&t[1], &t[2])),
+            |t| layer_norm_with_epsilon(t[0].clone(), &norm_of(&t[1], &t[2]), eps),
             |t| {
                 if t[0].dtype() == DType::F32 {
                     return norm_of(&t[1], &t[2]).forward(t[0].clone());
@@ -586,8 +585,7 @@ fn a_layer_norm_without_bias_or_in_float64_takes_burns_path_and_agrees() {
     let d = ad();
     let x: Tensor<4> = Tensor::from_data(random([1, 2, 3, 8], 1.0, 14).into_data(), &d);
     let plain = LayerNormConfig::new(8).with_bias(false).init(&d);
-    assert_eq!(layer_norm_epsilon(&plain), Some(1e-5));
-    let got = layer_norm(x.clone(), &plain).inner();
+    let got = layer_norm_with_epsilon(x.clone(), &plain, 1e-5).inner();
     let want = plain.forward(x).inner();
     // The same Burn operator on the same values.
     assert_eq!(host(got), host(want));

@@ -20,7 +20,7 @@
 //! | [`gelu`] | exact (erf) GELU, through an erfc approximation fitted here (relative error below 1e-7 in exact arithmetic, 3.4e-7 measured in float32) | `ops/gelu.rs` | Burn's `gelu`, `gelu_backward` |
 //! | [`silu_gate`] | `a · z · σ(z)`, the heat operator's gate, in one pass | `ops/silu_gate.rs` | `silu_gate_reference`, `silu_gate_backward_reference` |
 //! | [`heat_decay`] | the heat operator's spectral decay `exp(−ReLU(k)·(ωₙ² + ωₘ²))` in one pass | `ops/heat_decay.rs` | `heat_decay_reference`, `heat_decay_backward_reference` |
-//! | [`layer_norm_with_epsilon`], [`layer_norm`] | LayerNorm over the last (channel) axis | `ops/layer_norm.rs` | Burn's `layer_norm` (off the host, Burn's `LayerNorm::forward`); `layer_norm_backward_reference` |
+//! | [`layer_norm_with_epsilon`] | LayerNorm over the last (channel) axis | `ops/layer_norm.rs` | Burn's `layer_norm` (off the host, Burn's `LayerNorm::forward`); `layer_norm_backward_reference` |
 //! | [`depthwise_conv3x3_nhwc`] | the heat operator's depthwise 3×3 on a channels-last map | `ops/depthwise.rs` | `conv_nhwc_reference` (in `ops/conv3x3.rs`) with one group per channel |
 //! | [`conv3x3_nhwc`] | the stem's and downsamplings' dense strided 3×3 on a channels-last map, patches built per task into the crate's product | `ops/conv3x3.rs` | `conv_nhwc_reference`, `conv_nhwc_backward_reference` |
 //! | [`linear`], [`linear_out_in`] | the projections `x·W + b` (the heat operator's linears, the MLP's 1×1 convolutions) through a product written for their short inner dimension | `ops/linear.rs` | `linear_reference` (Burn's `linear`), `linear_backward_reference` |
@@ -74,7 +74,7 @@ pub use ops::depthwise::{depthwise_conv3x3_nhwc, DepthwiseOps};
 pub use ops::diffuse::{diffuse, DiffuseOps};
 pub use ops::gelu::{gelu, GeluOps};
 pub use ops::heat_decay::{heat_decay, HeatDecayOps};
-pub use ops::layer_norm::{layer_norm, layer_norm_epsilon, layer_norm_with_epsilon, LayerNormOps};
+pub use ops::layer_norm::{layer_norm_with_epsilon, LayerNormOps};
 pub use ops::linear::{linear, linear_out_in, LinearOps};
 pub use ops::mix_along::{mix_along, MixAlongOps};
 pub use ops::mlp::{mlp_out_in, MlpOps};

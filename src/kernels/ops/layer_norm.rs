@@ -79,27 +79,6 @@ pub fn layer_norm_with_epsilon<const D: usize>(
     ))
 }
 
-/// `norm.forward(x)` through the host kernel where it applies, for a caller that does not know
-/// the norm's epsilon: it is read from the module's display ([`layer_norm_epsilon`]); a norm
-/// whose display has none readable runs Burn's `forward`. The model itself passes its
-/// epsilons to [`layer_norm_with_epsilon`].
-pub fn layer_norm<const D: usize>(x: Tensor<D>, norm: &LayerNorm) -> Tensor<D> {
-    match layer_norm_epsilon(norm) {
-        Some(epsilon) => layer_norm_with_epsilon(x, norm, epsilon),
-        None => norm.forward(x),
-    }
-}
-
-/// The epsilon of a Burn `LayerNorm`, read from its display
-/// (`LayerNorm {d_model: 6, epsilon: 0.00001, …}`, printed in Rust's shortest round-trip form,
-/// so exact); `None` if the display has no readable one. Only [`layer_norm`] uses it.
-pub fn layer_norm_epsilon(norm: &LayerNorm) -> Option<f64> {
-    let shown = norm.to_string();
-    let rest = &shown[shown.find("epsilon: ")? + "epsilon: ".len()..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
-}
-
 /// LayerNorm in Burn's operator (`ModuleOps::layer_norm`, which `LayerNorm::forward` calls).
 pub(crate) fn layer_norm_reference<B: Backend>(
     x: FloatTensor<B>,
