@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::{temp_dir, changed};
+use common::{changed, temp_dir};
 use std::path::PathBuf;
 
 use burn::data::dataset::Dataset;
@@ -206,54 +206,28 @@ fn policies_parse_and_display() {
 fn validation_rejects_each_bad_value() {
     let base = AugmentPolicy::Reference.config();
     let cases: Vec<(&str, AugmentConfig)> = vec![
+        ("reprob", changed(base.clone(), |c| c.reprob = 1.5)),
+        ("reprob", changed(base.clone(), |c| c.reprob = -0.1)),
+        ("flip", changed(base.clone(), |c| c.hflip = 2.0)),
+        ("flip", changed(base.clone(), |c| c.hflip = f64::NAN)),
+        ("scale", changed(base.clone(), |c| c.scale = (0.0, 1.0))),
+        ("scale", changed(base.clone(), |c| c.scale = (0.5, 1.2))),
+        ("scale", changed(base.clone(), |c| c.scale = (0.8, 0.2))),
+        ("ratio", changed(base.clone(), |c| c.ratio = (0.0, 1.0))),
+        ("ratio", changed(base.clone(), |c| c.ratio = (-1.0, 1.0))),
         (
-            "reprob",
-            changed(base.clone(), |c| c.reprob = 1.5),
-        ),
-        (
-            "reprob",
-            changed(base.clone(), |c| c.reprob = -0.1),
-        ),
-        (
-            "flip",
-            changed(base.clone(), |c| c.hflip = 2.0),
-        ),
-        (
-            "flip",
-            changed(base.clone(), |c| c.hflip = f64::NAN),
-        ),
-        (
-            "scale",
-            changed(base.clone(), |c| c.scale = (0.0, 1.0)),
-        ),
-        (
-            "scale",
-            changed(base.clone(), |c| c.scale = (0.5, 1.2)),
-        ),
-        (
-            "scale",
-            changed(base.clone(), |c| c.scale = (0.8, 0.2)),
-        ),
-        (
-            "ratio",
-            changed(base.clone(), |c| c.ratio = (0.0, 1.0)),
-        ),
-        (
-            "ratio",
-            changed(base.clone(), |c| c.ratio = (-1.0, 1.0)),
+            "RandAugment",
+            changed(base.clone(), |c| {
+                c.rand_augment = Some("rand-m12-inc1".into())
+            }),
         ),
         (
             "RandAugment",
-            changed(base.clone(), |c| c.rand_augment = Some("rand-m12-inc1".into())),
+            changed(base.clone(), |c| {
+                c.rand_augment = Some("rand-m9-zz1-inc1".into())
+            }),
         ),
-        (
-            "RandAugment",
-            changed(base.clone(), |c| c.rand_augment = Some("rand-m9-zz1-inc1".into())),
-        ),
-        (
-            "count",
-            changed(base.clone(), |c| c.recount = 2),
-        ),
+        ("count", changed(base.clone(), |c| c.recount = 2)),
     ];
     for (what, cfg) in cases {
         match cfg.validate() {

@@ -4,8 +4,8 @@
 #[macro_use]
 mod common;
 
-use common::{temp_dir, changed};
-use std::path::{Path, PathBuf};
+use common::{changed, temp_dir};
+use std::path::Path;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;

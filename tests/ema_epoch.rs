@@ -6,8 +6,7 @@
 #[macro_use]
 mod common;
 
-use common::{temp_dir, tiny_config, changed};
-use std::path::PathBuf;
+use common::{changed, temp_dir, tiny_config};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::Progress;
@@ -23,17 +22,17 @@ use vheat::train::{
     EpochRecord, FitOptions, FitReport, ModelChoice, TrainingConfig, ValidationOutput,
     EMA_ACCURACY, EMA_LOSS,
 };
-use vheat::{VHeat, VHeatConfig};
+use vheat::VHeat;
 
 fn recipe(epochs: usize, ema_decay: Option<f64>) -> TrainingConfig {
     changed(TrainingConfig::default(), |c| {
-c.epochs = epochs;
-c.batch_size = 16;
-c.lr = 2e-3;
-c.warmup_epochs = 0.5;
-c.num_workers = 0;
-c.ema_decay = ema_decay;
-})
+        c.epochs = epochs;
+        c.batch_size = 16;
+        c.lr = 2e-3;
+        c.warmup_epochs = 0.5;
+        c.num_workers = 0;
+        c.ema_decay = ema_decay;
+    })
 }
 
 /// A 2-epoch fit on 64 training and 40 validation images (40: the last validation batch is a

@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::{temp_dir, tiny_config, changed};
-use std::path::{Path, PathBuf};
+use common::{changed, temp_dir, tiny_config};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -18,16 +18,15 @@ use vheat::train::{
     complete_checkpoints, fit, latest_checkpoint, resumable_checkpoint, AtomicFileCheckpointer,
     FitOptions, TrainingConfig,
 };
-use vheat::VHeatConfig;
 
 fn recipe(epochs: usize) -> TrainingConfig {
     changed(TrainingConfig::default(), |c| {
-c.epochs = epochs;
-c.batch_size = 16;
-c.lr = 2e-3;
-c.warmup_epochs = 0.5;
-c.num_workers = 0;
-})
+        c.epochs = epochs;
+        c.batch_size = 16;
+        c.lr = 2e-3;
+        c.warmup_epochs = 0.5;
+        c.num_workers = 0;
+    })
 }
 
 fn run(dir: &Path, epochs: usize, train_images: usize, resume: bool) -> vheat::train::FitReport {

@@ -6,7 +6,6 @@
 mod common;
 
 use common::temp_dir;
-use std::path::PathBuf;
 
 use clap::Parser;
 use vheat::cli::train::{train, TrainArgs};

@@ -5,8 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::{temp_dir, tiny_config, changed};
-use std::path::PathBuf;
+use common::{changed, temp_dir, tiny_config};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -256,12 +255,12 @@ fn training_recipe_rejects_bad_numbers() {
 
 fn quick_recipe(epochs: usize) -> TrainingConfig {
     changed(TrainingConfig::default(), |c| {
-c.epochs = epochs;
-c.batch_size = 16;
-c.lr = 2e-3;
-c.warmup_epochs = 0.5;
-c.num_workers = 0;
-})
+        c.epochs = epochs;
+        c.batch_size = 16;
+        c.lr = 2e-3;
+        c.warmup_epochs = 0.5;
+        c.num_workers = 0;
+    })
 }
 
 #[test]

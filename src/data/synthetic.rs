@@ -9,8 +9,8 @@ use burn::data::dataset::Dataset;
 use serde::{Deserialize, Serialize};
 
 use super::batch::ImageItem;
-use super::rng::SplitMix64;
 use super::normalize::normalize_rgb;
+use super::rng::SplitMix64;
 use crate::error::{Error, Result};
 
 /// The classes of [`SyntheticShapes`], in label order.

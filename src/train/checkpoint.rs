@@ -29,7 +29,12 @@ pub struct CheckpointMeta {
 impl CheckpointMeta {
     /// The record of a model of `config` with the output classes `classes`, trained at input
     /// side `image_size`, evaluated with the centre-crop fraction `crop_pct`.
-    pub fn new(config: VHeatConfig, classes: Vec<String>, image_size: usize, crop_pct: f64) -> Self {
+    pub fn new(
+        config: VHeatConfig,
+        classes: Vec<String>,
+        image_size: usize,
+        crop_pct: f64,
+    ) -> Self {
         Self {
             config,
             classes,
