@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Feeds mutated `.pth`, safetensors, burnpack and configuration files (see
-//! `tests/support/fuzz.rs` for the mutations) to the public loaders on the flex CPU backend,
+//! `tests/common/fuzz.rs` for the mutations) to the public loaders on the flex CPU backend,
 //! each under `catch_unwind`, and prints per target how many inputs loaded, how many gave which
 //! typed error, and every panic. A panic that reaches this harness is a bug; so is a crash of the
 //! whole process (an abort), after which the input that caused it is still in the scratch
@@ -16,9 +16,9 @@
 //! folder under the system temp dir), `--save DIR` (copy every panicking input there).
 //! The exit status is 1 if any panic reached the harness.
 
-#[path = "../tests/support/fuzz.rs"]
+#[path = "../tests/common/fuzz.rs"]
 mod fuzz;
-#[path = "../tests/support/pth.rs"]
+#[path = "../tests/common/pth.rs"]
 mod pth;
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-"""Cross-check of the test-side `.pth` writer (`tests/support/pth.rs`) against PyTorch (run by hand).
+"""Cross-check of the test-side `.pth` writer (`tests/common/pth.rs`) against PyTorch (run by hand).
 
 1. Write the files:
        VHEAT_PTH_OUT=/tmp/vheat-pth-check \

@@ -18,6 +18,12 @@
 //! - [`device`]: a backend chosen by name at run time ([`device_from_name`]);
 //! - [`cli`]: the `vheat` command-line tool's subcommands (argument structs and `run`).
 //!
+//! Cargo features (all but the backends on by default): `train` adds [`train`] and the datasets,
+//! batchers and augmentation of [`data`]; `image` the image files and transforms of [`data`];
+//! `cli` adds [`cli`] and the `vheat` binary; `pretrained` the downloader of [`pretrained`].
+//! Without them (`default-features = false, features = ["flex"]`) the crate is the model, its
+//! layers, the kernels, checkpoint loading and saving, and dense prediction.
+//!
 //! Model code has no backend type parameter: a [`burn::prelude::Device`] picks the backend at run
 //! time (`flex` CPU by default; `ndarray`, `wgpu`, `cuda` through Cargo features).
 //!
@@ -40,6 +46,7 @@ mod error;
 mod init;
 mod load_report;
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod data;
 pub mod dense;
@@ -48,6 +55,7 @@ pub mod hco;
 pub mod heat;
 pub mod kernels;
 pub mod pretrained;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod vheat;
 pub mod weights;

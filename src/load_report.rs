@@ -4,6 +4,7 @@ use std::fmt;
 
 /// One tensor whose shape in the checkpoint differs from the model's.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShapeMismatch {
     /// The key, as the model names it.
     pub key: String,
@@ -18,6 +19,7 @@ pub struct ShapeMismatch {
 /// Strict loading turns a report that is not [`LoadReport::is_clean`] into
 /// [`crate::Error::CheckpointMismatch`]; lenient loading hands it back to the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoadReport {
     /// Model keys that received a tensor.
     pub applied: Vec<String>,

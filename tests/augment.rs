@@ -1,9 +1,11 @@
 //! The training augmentation (`vheat::data::augment`): the deterministic RandAugment operations
 //! against timm/Pillow output, the random parts' distributions, the policies, validation, and
 //! the folder dataset's handling of unreadable images met mid-training.
+#![cfg(feature = "train")]
 #[macro_use]
 mod common;
 
+use common::{changed, temp_dir};
 use std::path::PathBuf;
 
 use burn::data::dataset::Dataset;
@@ -204,90 +206,28 @@ fn policies_parse_and_display() {
 fn validation_rejects_each_bad_value() {
     let base = AugmentPolicy::Reference.config();
     let cases: Vec<(&str, AugmentConfig)> = vec![
+        ("reprob", changed(base.clone(), |c| c.reprob = 1.5)),
+        ("reprob", changed(base.clone(), |c| c.reprob = -0.1)),
+        ("flip", changed(base.clone(), |c| c.hflip = 2.0)),
+        ("flip", changed(base.clone(), |c| c.hflip = f64::NAN)),
+        ("scale", changed(base.clone(), |c| c.scale = (0.0, 1.0))),
+        ("scale", changed(base.clone(), |c| c.scale = (0.5, 1.2))),
+        ("scale", changed(base.clone(), |c| c.scale = (0.8, 0.2))),
+        ("ratio", changed(base.clone(), |c| c.ratio = (0.0, 1.0))),
+        ("ratio", changed(base.clone(), |c| c.ratio = (-1.0, 1.0))),
         (
-            "reprob",
-            AugmentConfig {
-                reprob: 1.5,
-                ..base.clone()
-            },
-        ),
-        (
-            "reprob",
-            AugmentConfig {
-                reprob: -0.1,
-                ..base.clone()
-            },
-        ),
-        (
-            "flip",
-            AugmentConfig {
-                hflip: 2.0,
-                ..base.clone()
-            },
-        ),
-        (
-            "flip",
-            AugmentConfig {
-                hflip: f64::NAN,
-                ..base.clone()
-            },
-        ),
-        (
-            "scale",
-            AugmentConfig {
-                scale: (0.0, 1.0),
-                ..base.clone()
-            },
-        ),
-        (
-            "scale",
-            AugmentConfig {
-                scale: (0.5, 1.2),
-                ..base.clone()
-            },
-        ),
-        (
-            "scale",
-            AugmentConfig {
-                scale: (0.8, 0.2),
-                ..base.clone()
-            },
-        ),
-        (
-            "ratio",
-            AugmentConfig {
-                ratio: (0.0, 1.0),
-                ..base.clone()
-            },
-        ),
-        (
-            "ratio",
-            AugmentConfig {
-                ratio: (-1.0, 1.0),
-                ..base.clone()
-            },
+            "RandAugment",
+            changed(base.clone(), |c| {
+                c.rand_augment = Some("rand-m12-inc1".into())
+            }),
         ),
         (
             "RandAugment",
-            AugmentConfig {
-                rand_augment: Some("rand-m12-inc1".into()),
-                ..base.clone()
-            },
+            changed(base.clone(), |c| {
+                c.rand_augment = Some("rand-m9-zz1-inc1".into())
+            }),
         ),
-        (
-            "RandAugment",
-            AugmentConfig {
-                rand_augment: Some("rand-m9-zz1-inc1".into()),
-                ..base.clone()
-            },
-        ),
-        (
-            "count",
-            AugmentConfig {
-                recount: 2,
-                ..base.clone()
-            },
-        ),
+        ("count", changed(base.clone(), |c| c.recount = 2)),
     ];
     for (what, cfg) in cases {
         match cfg.validate() {
@@ -324,10 +264,7 @@ fn none_is_deterministic_and_light_changes_pixels() {
 fn flip_rate_is_hflip() {
     // An image whose left and right halves differ, nothing else random.
     let img = RgbImage::from_fn(16, 16, |x, _| Rgb([if x < 8 { 0 } else { 255 }, 0, 0]));
-    let cfg = AugmentConfig {
-        hflip: 0.5,
-        ..AugmentPolicy::None.config()
-    };
+    let cfg = changed(AugmentPolicy::None.config(), |c| c.hflip = 0.5);
     let aug = Augment::new(cfg, 16).unwrap();
     let mut rng = SplitMix64::new(5);
     let n = 4000;
@@ -400,13 +337,6 @@ fn reference_pipeline_runs_and_varies() {
     assert!(a.iter().all(|v| v.is_finite()));
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vheat-augment-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A folder of two classes, two PNGs each; `a/1.png` is then truncated to half its bytes
 /// (its header still decodes, so `ImageFolder::open` accepts it).
 fn folder_with_truncated_png(name: &str) -> (PathBuf, ImageFolder) {
@@ -466,10 +396,7 @@ fn truncated_image_is_skipped_when_asked() {
 #[test]
 fn invalid_policy_builds_no_dataset() {
     let (_bad, folder) = folder_with_truncated_png("invalid");
-    let cfg = AugmentConfig {
-        reprob: 3.0,
-        ..AugmentPolicy::Reference.config()
-    };
+    let cfg = changed(AugmentPolicy::Reference.config(), |c| c.reprob = 3.0);
     assert!(matches!(
         folder.augmented_dataset(&cfg, 16, 0),
         Err(Error::InvalidConfig(_))

@@ -1,6 +1,7 @@
 //! The `vheat` command-line tool: the clap definitions are consistent, every option is
 //! documented with its default, parse errors are clap errors, and the subcommands work end to
 //! end through the library functions (and once through the built binary).
+#![cfg(feature = "cli")]
 mod common;
 
 use std::path::PathBuf;

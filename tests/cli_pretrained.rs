@@ -8,14 +8,14 @@
 //! The checkpoint is a real vHeat-T-shaped PyTorch `.pth` (random weights) in the reference's
 //! key layout: the keys, shapes and values of a randomly initialised model exported with
 //! [`VHeat::save_pytorch_safetensors`], re-packed as `torch.save` would write them by
-//! `support/pth.rs` (the crate writes no `.pth`).
-#![cfg(feature = "pretrained")]
+//! `common/pth.rs` (the crate writes no `.pth`).
+#![cfg(all(feature = "cli", feature = "pretrained"))]
 
 mod common;
-#[path = "support/pth.rs"]
+#[path = "common/pth.rs"]
 mod pth;
 
-#[path = "support/local_server.rs"]
+#[path = "common/local_server.rs"]
 mod local_server;
 use local_server::LocalServer;
 
@@ -462,7 +462,7 @@ fn help_documents_the_mirror_and_its_default() {
     );
 }
 
-/// The writer of `support/pth.rs` on a small state dict with values fixed by a formula, read
+/// The writer of `common/pth.rs` on a small state dict with values fixed by a formula, read
 /// back with Burn's PyTorch reader. With `VHEAT_PTH_OUT=DIR` the file is also kept there
 /// (`small.pth`) for `scripts/check_pth_writer.py`, which loads it with `torch.load(...,
 /// weights_only=True)` and checks the same formula (done once when the writer was written:

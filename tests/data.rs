@@ -1,9 +1,11 @@
 //! The data side: the procedural dataset, image folders (and their errors), the preprocessing
 //! (bit-exact with Pillow), batching.
+#![cfg(feature = "train")]
 #[macro_use]
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{changed, temp_dir};
+use std::path::Path;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -16,13 +18,6 @@ use vheat::data::{
 use vheat::Error;
 
 /// A fresh, empty temporary folder for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vheat-data-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn pattern(w: u32, h: u32, seed: u8) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {
         Rgb([
@@ -329,12 +324,11 @@ fn train_transform_crops_within_the_image_and_flips() {
     }
     // The whole image as the crop, always flipped: the output is the mirrored resize.
     let img = pattern(16, 16, 3);
-    let whole = TrainTransform {
-        size: 16,
-        scale: (1.0, 1.0),
-        ratio: (1.0, 1.0),
-        flip: 1.0,
-    };
+    let whole = changed(TrainTransform::new(16), |t| {
+        t.scale = (1.0, 1.0);
+        t.ratio = (1.0, 1.0);
+        t.flip = 1.0;
+    });
     let out = whole.crop(&img, &mut rng);
     assert_eq!(out, image::imageops::flip_horizontal(&img));
 }

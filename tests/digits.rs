@@ -2,7 +2,11 @@
 //! as `tests/fixtures/digits/digits.u8`), upsampled to 32×32 and written as an image folder,
 //! trained from scratch through `vheat train --data DIR`'s own code path with its automatic
 //! from-scratch recipe, at CI size (2 epochs instead of the default 30).
+#![cfg(feature = "cli")]
 
+mod common;
+
+use common::temp_dir;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -11,13 +15,6 @@ use vheat::data::{Digits, ImageFolder, DIGITS_VAL_EVERY};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/digits/digits.u8")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vheat-digits-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

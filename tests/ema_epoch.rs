@@ -2,10 +2,11 @@
 //! figures (`EpochRecord::ema_valid_*`), their agreement with an independent evaluation of the
 //! EMA, the decay-0 identity (EMA = model), no EMA column without an EMA, the routing of the
 //! validation output's two halves to the two metrics, and the choice of the better model.
+#![cfg(feature = "train")]
 #[macro_use]
 mod common;
 
-use std::path::PathBuf;
+use common::{changed, temp_dir, tiny_config};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::Progress;
@@ -21,34 +22,17 @@ use vheat::train::{
     EpochRecord, FitOptions, FitReport, ModelChoice, TrainingConfig, ValidationOutput,
     EMA_ACCURACY, EMA_LOSS,
 };
-use vheat::{VHeat, VHeatConfig};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vheat-ema-epoch-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A small model for 32×32 inputs and the 8 synthetic classes.
-fn tiny_config() -> VHeatConfig {
-    VHeatConfig::new(vec![1, 1, 1, 1], vec![8, 16, 32, 64])
-        .with_num_classes(SyntheticShapes::num_classes())
-        .with_img_size(32)
-        .with_post_norm(false)
-        .with_drop_path_rate(0.0)
-}
+use vheat::VHeat;
 
 fn recipe(epochs: usize, ema_decay: Option<f64>) -> TrainingConfig {
-    TrainingConfig {
-        epochs,
-        batch_size: 16,
-        lr: 2e-3,
-        warmup_epochs: 0.5,
-        num_workers: 0,
-        ema_decay,
-        ..TrainingConfig::default()
-    }
+    changed(TrainingConfig::default(), |c| {
+        c.epochs = epochs;
+        c.batch_size = 16;
+        c.lr = 2e-3;
+        c.warmup_epochs = 0.5;
+        c.num_workers = 0;
+        c.ema_decay = ema_decay;
+    })
 }
 
 /// A 2-epoch fit on 64 training and 40 validation images (40: the last validation batch is a

@@ -4,10 +4,12 @@
 //!
 //! The kill test re-runs this test binary as a child process (`VHEAT_FAULTS_CHILD` set), which
 //! trains until the parent kills it with `kill -9` once the first epoch's checkpoint exists.
+#![cfg(feature = "train")]
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{changed, temp_dir, tiny_config};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,32 +18,15 @@ use vheat::train::{
     complete_checkpoints, fit, latest_checkpoint, resumable_checkpoint, AtomicFileCheckpointer,
     FitOptions, TrainingConfig,
 };
-use vheat::VHeatConfig;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vheat-faults-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn tiny_config() -> VHeatConfig {
-    VHeatConfig::new(vec![1, 1, 1, 1], vec![8, 16, 32, 64])
-        .with_num_classes(SyntheticShapes::num_classes())
-        .with_img_size(32)
-        .with_post_norm(false)
-        .with_drop_path_rate(0.0)
-}
 
 fn recipe(epochs: usize) -> TrainingConfig {
-    TrainingConfig {
-        epochs,
-        batch_size: 16,
-        lr: 2e-3,
-        warmup_epochs: 0.5,
-        num_workers: 0,
-        ..TrainingConfig::default()
-    }
+    changed(TrainingConfig::default(), |c| {
+        c.epochs = epochs;
+        c.batch_size = 16;
+        c.lr = 2e-3;
+        c.warmup_epochs = 0.5;
+        c.num_workers = 0;
+    })
 }
 
 fn run(dir: &Path, epochs: usize, train_images: usize, resume: bool) -> vheat::train::FitReport {

@@ -1,6 +1,7 @@
 //! Mixup/CutMix ([`MixupConfig`], [`MixupBatcher`]), the soft-target loss and the weight
 //! average ([`ModelEma`] in [`ImageClassifier`]): hand-computed cases, statistics of the draws,
 //! timm/PyTorch fixtures (`scripts/mix_fixtures.py`) and checkpoint round trips.
+#![cfg(feature = "train")]
 
 mod common;
 
@@ -29,10 +30,12 @@ fn tiny() -> VHeatConfig {
 /// `n` items of shape `[c, h, w]` whose pixel `k` of item `i` is `i·1000 + k` (distinct values).
 fn items(n: usize, c: usize, h: usize, w: usize) -> Vec<ImageItem> {
     (0..n)
-        .map(|i| ImageItem {
-            pixels: (0..c * h * w).map(|k| (i * 1000 + k) as f32).collect(),
-            shape: [c, h, w],
-            label: i % 3,
+        .map(|i| {
+            ImageItem::new(
+                (0..c * h * w).map(|k| (i * 1000 + k) as f32).collect(),
+                [c, h, w],
+                i % 3,
+            )
         })
         .collect()
 }

@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-#[path = "support/local_server.rs"]
+#[path = "common/local_server.rs"]
 mod local_server;
 use local_server::LocalServer;
 

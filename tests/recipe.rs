@@ -1,21 +1,17 @@
 //! The recipes: the paper's reference recipe end to end on a small ImageNet-shaped folder
 //! (every piece active: RandAugment, RandomErasing, Mixup/CutMix, EMA, accumulation), its
 //! numbers, the automatic defaults, and contradictory options refused before training.
+#![cfg(feature = "cli")]
 
-use std::path::PathBuf;
+mod common;
+
+use common::temp_dir;
 
 use clap::Parser;
 use vheat::cli::train::{train, TrainArgs};
 use vheat::data::{save_png, AugmentPolicy, ShapesConfig, SyntheticShapes};
 use vheat::train::{load_checkpoint, TrainingConfig};
 use vheat::VHeatConfig;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vheat-recipe-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An ImageNet-shaped folder: `train/` and `val/`, one sub-folder per class, 48×40 RGB JPEG-free
 /// PNGs (not square, so the crops and resizes have work to do).

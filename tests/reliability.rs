@@ -14,14 +14,14 @@
 //! - fuzzing: a bounded smoke run of the offline fuzzer (`examples/fuzz_loaders.rs`) and every
 //!   input of the committed corpus `tests/fuzz_corpus/` load without a panic.
 //!
-//! Bad checkpoints are built here from the fixtures with `tests/support/pth.rs` (zip container,
+//! Bad checkpoints are built here from the fixtures with `tests/common/pth.rs` (zip container,
 //! f16/bf16 encoding written from the specifications) and the `safetensors` crate.
 
 #[macro_use]
 mod common;
-#[path = "support/fuzz.rs"]
+#[path = "common/fuzz.rs"]
 mod fuzz;
-#[path = "support/pth.rs"]
+#[path = "common/pth.rs"]
 mod pth;
 
 use std::path::{Path, PathBuf};
@@ -847,6 +847,7 @@ fn fuzz_smoke_run_and_corpus_never_panic() {
 // ---------------------------------------------------------------------------------------------
 
 /// Encodes an image in `format` in memory.
+#[cfg(feature = "image")]
 fn encode(img: impl Into<image::DynamicImage>, format: image::ImageFormat) -> Vec<u8> {
     let mut bytes = Vec::new();
     img.into()
@@ -855,6 +856,7 @@ fn encode(img: impl Into<image::DynamicImage>, format: image::ImageFormat) -> Ve
     bytes
 }
 
+#[cfg(feature = "image")]
 #[test]
 fn image_unreadable_files_are_errors_naming_the_file() {
     let scratch = Scratch::new("images");
@@ -883,6 +885,7 @@ fn image_unreadable_files_are_errors_naming_the_file() {
     }
 }
 
+#[cfg(feature = "image")]
 #[test]
 fn image_grayscale_and_alpha_are_converted_to_rgb() {
     let scratch = Scratch::new("gray");
@@ -921,6 +924,7 @@ fn image_grayscale_and_alpha_are_converted_to_rgb() {
     }
 }
 
+#[cfg(feature = "train")]
 per_backend! {
 fn grayscale_image_folder_feeds_a_three_channel_model(d) {
     // A folder of grayscale images goes through the dataset to a [1, 3, 32, 32] tensor the
@@ -962,6 +966,7 @@ fn input_on_another_device_is_an_error() {
 }
 
 /// A crop size of 0 does not panic in the image transforms: it is taken as 1.
+#[cfg(feature = "image")]
 #[test]
 fn zero_crop_size_does_not_panic() {
     use vheat::data::{EvalTransform, TrainTransform};

@@ -1,10 +1,11 @@
 //! Training support: optimisation lowers the loss, checkpoints round-trip, the recipe's pieces
 //! (stochastic depth, label smoothing, schedule, decay groups, clipping) behave as the reference,
 //! and burn-train runs, resumes and fine-tunes.
+#![cfg(feature = "train")]
 #[macro_use]
 mod common;
 
-use std::path::PathBuf;
+use common::{changed, temp_dir, tiny_config};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -21,22 +22,6 @@ use vheat::train::{
     ImageClassifier, Pretrained, TrainingConfig, WarmupCosineLr,
 };
 use vheat::{DropPath, VHeat, VHeatConfig};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vheat-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A small model for 32×32 inputs and the 8 synthetic classes.
-fn tiny_config() -> VHeatConfig {
-    VHeatConfig::new(vec![1, 1, 1, 1], vec![8, 16, 32, 64])
-        .with_num_classes(SyntheticShapes::num_classes())
-        .with_img_size(32)
-        .with_post_norm(false)
-        .with_drop_path_rate(0.0)
-}
 
 fn synthetic_batch(n: usize, seed: u64, device: &Device) -> ImageBatch {
     let shapes = SyntheticShapes::new(ShapesConfig::new(32, n, seed)).unwrap();
@@ -79,12 +64,7 @@ per_backend! {
         let model = classifier.model.valid();
         let dir = temp_dir(&format!("ckpt-{}", format!("{d:?}").len()));
         let path = dir.join("model.bpk");
-        let meta = CheckpointMeta {
-            config: config.clone(),
-            classes: SyntheticShapes::class_names(),
-            image_size: 32,
-            crop_pct: 1.0,
-        };
+        let meta = CheckpointMeta::new(config.clone(), SyntheticShapes::class_names(), 32, 1.0);
         save_checkpoint(&model, &meta, &path).unwrap();
         let (loaded, loaded_meta) = load_checkpoint(&path, d).unwrap();
         assert_eq!(loaded_meta, meta);
@@ -260,26 +240,11 @@ fn training_recipe_rejects_bad_numbers() {
     let ok = TrainingConfig::default();
     assert!(ok.validate().is_ok());
     for bad in [
-        TrainingConfig {
-            epochs: 0,
-            ..ok.clone()
-        },
-        TrainingConfig {
-            batch_size: 0,
-            ..ok.clone()
-        },
-        TrainingConfig {
-            lr: f64::NAN,
-            ..ok.clone()
-        },
-        TrainingConfig {
-            label_smoothing: 1.0,
-            ..ok.clone()
-        },
-        TrainingConfig {
-            clip_grad: Some(0.0),
-            ..ok.clone()
-        },
+        changed(ok.clone(), |c| c.epochs = 0),
+        changed(ok.clone(), |c| c.batch_size = 0),
+        changed(ok.clone(), |c| c.lr = f64::NAN),
+        changed(ok.clone(), |c| c.label_smoothing = 1.0),
+        changed(ok.clone(), |c| c.clip_grad = Some(0.0)),
     ] {
         assert!(
             matches!(bad.validate(), Err(vheat::Error::InvalidConfig(_))),
@@ -289,14 +254,13 @@ fn training_recipe_rejects_bad_numbers() {
 }
 
 fn quick_recipe(epochs: usize) -> TrainingConfig {
-    TrainingConfig {
-        epochs,
-        batch_size: 16,
-        lr: 2e-3,
-        warmup_epochs: 0.5,
-        num_workers: 0,
-        ..TrainingConfig::default()
-    }
+    changed(TrainingConfig::default(), |c| {
+        c.epochs = epochs;
+        c.batch_size = 16;
+        c.lr = 2e-3;
+        c.warmup_epochs = 0.5;
+        c.num_workers = 0;
+    })
 }
 
 #[test]
@@ -410,10 +374,7 @@ fn fine_tuning_starts_from_a_reference_pth_with_a_new_head() {
         model,
         train.train_dataset(TrainTransform::new(64), 0),
         val.eval_dataset(EvalTransform::new(64)),
-        &TrainingConfig {
-            batch_size: 3,
-            ..quick_recipe(1)
-        },
+        &changed(quick_recipe(1), |c| c.batch_size = 3),
         &FitOptions::new(&out, d.clone()),
     )
     .unwrap();

@@ -70,6 +70,7 @@ impl From<DType> for FloatDType {
 /// Arguments of `vheat bench` (and of `examples/throughput.rs`).
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Measure throughput (img/s, GFLOP/s) and peak memory of a configuration")]
+#[non_exhaustive]
 pub struct BenchArgs {
     /// The model: tiny, small, base, main-job (the README's first command's network: depths
     /// 1-1-2-1, widths 16…128, pre-norm, 8 classes), or a configuration JSON file.
@@ -123,6 +124,7 @@ pub struct BenchArgs {
 
 /// One form's timing.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Timing {
     /// Mean seconds per forward pass.
     pub mean_s: f64,

@@ -27,6 +27,7 @@ use crate::weights::{load_pytorch_into, load_safetensors_into, LoadOptions};
     group(clap::ArgGroup::new("weights").required(true).args(["from", "pretrained"])),
     group(clap::ArgGroup::new("inputs").required(true).multiple(true).args(["images", "synthetic"]))
 )]
+#[non_exhaustive]
 pub struct ClassifyArgs {
     /// Image files (PNG or JPEG) to classify.
     #[arg(value_name = "IMAGE")]
@@ -78,6 +79,7 @@ pub struct ClassifyArgs {
 }
 
 /// A model ready to classify: the network, its class names and its evaluation transform.
+#[non_exhaustive]
 pub struct Classifier {
     /// The network.
     pub model: VHeat,

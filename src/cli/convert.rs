@@ -21,6 +21,7 @@ use crate::weights::{load_pytorch_into, load_safetensors_into, CheckpointFormat,
 #[command(
     about = "Convert a checkpoint: .pth or .safetensors → our .bpk + .json, or our .bpk → the reference's .safetensors"
 )]
+#[non_exhaustive]
 pub struct ConvertArgs {
     /// The checkpoint to read: .pth/.pt/.bin (PyTorch), .safetensors, or our .bpk.
     #[arg(value_name = "INPUT")]

@@ -11,6 +11,7 @@ use crate::vheat::{Form, MacCount, VHeatConfig};
 /// Arguments of `vheat info`.
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Show a configuration, its parameter counts and its multiply-accumulates")]
+#[non_exhaustive]
 pub struct InfoArgs {
     /// The model: tiny, small, base, a configuration JSON file, or our checkpoint (.bpk/.json).
     #[arg(long, value_name = "NAME|FILE", default_value = "tiny")]
@@ -23,6 +24,7 @@ pub struct InfoArgs {
 
 /// What `vheat info` reports.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Info {
     /// The configuration.
     pub config: VHeatConfig,

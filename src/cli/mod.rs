@@ -36,6 +36,7 @@ use crate::vheat::VHeatConfig;
 /// benchmark configurations, check parity with the PyTorch reference.
 #[derive(Debug, Parser)]
 #[command(name = "vheat", version, propagate_version = true)]
+#[non_exhaustive]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -79,6 +80,7 @@ impl Cli {
 
 /// The backend to run on (`--backend`), shared by the subcommands that compute.
 #[derive(Debug, Clone, Args)]
+#[non_exhaustive]
 pub struct BackendArgs {
     /// Backend: flex (CPU), ndarray, wgpu or cuda, as compiled in by Cargo features; a device
     /// index may follow a colon (wgpu:1).

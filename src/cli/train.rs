@@ -37,6 +37,7 @@ use crate::vheat::{VHeat, VHeatConfig};
 #[command(
     about = "Train a small vHeat on the built-in synthetic shapes, or fine-tune on an image folder"
 )]
+#[non_exhaustive]
 pub struct TrainArgs {
     /// The backend to train on (one device; see --devices for several).
     #[command(flatten)]
@@ -416,6 +417,7 @@ pub fn write_samples(shapes: &SyntheticShapes, path: &Path) -> Result<()> {
 /// What [`train`] produced: the fit's report and where the checkpoint went (`None` when only
 /// `--samples` was written).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct TrainOutcome {
     /// Per-epoch records, the trained model, the time taken.
     pub report: FitReport,

@@ -17,6 +17,7 @@ use crate::vheat::{VHeat, VHeatConfig};
 /// Arguments of `vheat verify` (and of `examples/verify.rs`).
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Check parity with the PyTorch reference fixtures, then time vHeat-T")]
+#[non_exhaustive]
 pub struct VerifyArgs {
     /// Folder of the reference fixtures (micro_*.pth, .json, .io.safetensors).
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))]

@@ -8,6 +8,7 @@ use burn::prelude::*;
 /// One labelled image, ready for the network: `channels × height × width` values (already
 /// normalised), row-major per channel, and its class index.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ImageItem {
     /// The pixel values, `[C, H, W]` flattened.
     pub pixels: Vec<f32>,
@@ -18,6 +19,16 @@ pub struct ImageItem {
 }
 
 impl ImageItem {
+    /// An item of `shape` `[C, H, W]` with its `pixels` (`C·H·W` normalised values, row-major
+    /// per channel) and class index `label`.
+    pub fn new(pixels: Vec<f32>, shape: [usize; 3], label: usize) -> Self {
+        Self {
+            pixels,
+            shape,
+            label,
+        }
+    }
+
     /// The image as a `[1, C, H, W]` tensor on `device`.
     pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
         let [c, h, w] = self.shape;
@@ -28,6 +39,7 @@ impl ImageItem {
 /// A batch of images `[B, C, H, W]` and their class indices `[B]`, plus soft targets when the
 /// batch was mixed (Mixup/CutMix).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ImageBatch {
     /// The images, NCHW.
     pub images: Tensor<4>,
@@ -59,6 +71,25 @@ pub(crate) fn stack_items(items: &[ImageItem]) -> (Vec<f32>, Vec<usize>, [usize;
     (pixels, labels, [items.len(), c, h, w])
 }
 
+impl ImageBatch {
+    /// An ordinary batch: `images` `[B, C, H, W]` and their class indices `targets` `[B]`, no
+    /// soft targets.
+    pub fn new(images: Tensor<4>, targets: Tensor<1, Int>) -> Self {
+        Self {
+            images,
+            targets,
+            soft_targets: None,
+        }
+    }
+
+    /// The batch with `[B, K]` target distributions for the loss (a mixed batch; `targets` stay
+    /// the classes the accuracy is measured on).
+    pub fn with_soft_targets(mut self, soft_targets: Tensor<2>) -> Self {
+        self.soft_targets = Some(soft_targets);
+        self
+    }
+}
+
 /// Stacks [`ImageItem`]s of one shape into an [`ImageBatch`] on the loader's device.
 ///
 /// # Panics
@@ -71,10 +102,9 @@ impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
     fn batch(&self, items: Vec<ImageItem>, device: &Device) -> ImageBatch {
         let (pixels, labels, shape) = stack_items(&items);
         let labels: Vec<i64> = labels.into_iter().map(|l| l as i64).collect();
-        ImageBatch {
-            images: Tensor::from_data(TensorData::new(pixels, shape), device),
-            targets: Tensor::from_data(TensorData::new(labels, [shape[0]]), device),
-            soft_targets: None,
-        }
+        ImageBatch::new(
+            Tensor::from_data(TensorData::new(pixels, shape), device),
+            Tensor::from_data(TensorData::new(labels, [shape[0]]), device),
+        )
     }
 }

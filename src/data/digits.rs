@@ -25,6 +25,7 @@ pub const DIGITS_VAL_EVERY: usize = 5;
 
 /// The 8×8 digits, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Digits {
     /// Grey levels 0–16, 64 per image, row-major.
     pub pixels: Vec<[u8; 64]>,

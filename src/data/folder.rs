@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 
 /// One image file and its class index.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Sample {
     /// The image file.
     pub path: PathBuf,
@@ -35,6 +36,7 @@ pub struct Sample {
 
 /// The images of a folder with one sub-folder per class.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImageFolder {
     /// The folder that was opened.
     pub root: PathBuf,

@@ -9,8 +9,8 @@ use burn::data::dataset::Dataset;
 use serde::{Deserialize, Serialize};
 
 use super::batch::ImageItem;
+use super::normalize::normalize_rgb;
 use super::rng::SplitMix64;
-use super::transform::normalize_rgb;
 use crate::error::{Error, Result};
 
 /// The classes of [`SyntheticShapes`], in label order.
@@ -31,6 +31,7 @@ pub const SHAPE_CLASSES: [&str; 8] = [
 
 /// Settings of a [`SyntheticShapes`] dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ShapesConfig {
     /// Side of the square images, in pixels (at least 16).
     pub image_size: usize,

@@ -11,25 +11,8 @@
 
 use image::RgbImage;
 
+use super::normalize::{IMAGENET_MEAN, IMAGENET_STD};
 use super::rng::SplitMix64;
-
-/// ImageNet channel means (RGB), as torchvision and timm use them.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet channel standard deviations (RGB).
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-
-/// An `[H, W, 3]` image with values in `[0, 1]` → normalised `[3, H, W]`
-/// (`(v − mean) / std` per channel, ImageNet statistics).
-pub fn normalize_rgb(hwc: &[f32], height: usize, width: usize) -> Vec<f32> {
-    let plane = height * width;
-    let mut out = vec![0.0f32; 3 * plane];
-    for (p, px) in hwc.chunks_exact(3).take(plane).enumerate() {
-        for c in 0..3 {
-            out[c * plane + p] = (px[c] - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
-        }
-    }
-    out
-}
 
 /// An 8-bit RGB image → normalised `[3, H, W]`, exactly as torchvision's
 /// `ToTensor()` (`v / 255` in `f32`) then `Normalize(IMAGENET_MEAN, IMAGENET_STD)` compute it.
@@ -216,6 +199,7 @@ fn centre_offset(size: u32, crop: u32) -> u32 {
 /// [`resize`](Self::resize) (`int(256/224 · S)` by default), centre crop `S × S`, ImageNet
 /// normalisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EvalTransform {
     /// The crop side `S` (the network's input).
     pub size: u32,
@@ -285,6 +269,7 @@ impl EvalTransform {
 /// horizontal flip with probability `flip` — torchvision's `RandomResizedCrop` sampling rule
 /// (10 tries, then a centre crop), as timm's training transform uses it.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct TrainTransform {
     /// Output side.
     pub size: u32,

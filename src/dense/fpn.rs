@@ -66,6 +66,7 @@ impl FpnHeadConfig {
 /// Upsampling is bilinear (`align_corners = false`, [`resize_bilinear`]) to each target's exact
 /// size, so maps of odd sizes (`⌈H/r⌉` on non-multiple inputs) line up.
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct FpnHead {
     /// 1×1 convolutions, level `i`'s channels → `dim`.
     pub lateral: Vec<Conv2d>,

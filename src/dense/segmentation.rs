@@ -11,6 +11,7 @@ use crate::vheat::{Indices, VHeat};
 /// ([`VHeat::forward_intermediates`], through its output norms where it has them) → an
 /// [`FpnHead`] → logits upsampled bilinearly to the image.
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct SegmentationModel {
     /// The backbone (its classifier is not used).
     pub backbone: VHeat,

@@ -38,6 +38,7 @@ impl FrequencyEmbeddingConfig {
 ///
 /// A stage owns one and every heat block of the stage predicts its own `k` from it.
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct FrequencyEmbedding {
     /// The embedding, `[H, W, C]` (the reference's `freq_embed.{i}`).
     pub weight: Param<Tensor<3>>,

@@ -52,6 +52,7 @@ impl HeatConductionConfig {
 /// - **inference**: `k_exp` holds `decay^k` precomputed for one map size (the reference's
 ///   `infer_mode`), `to_k` is gone and the FVE argument is ignored.
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct HeatConduction {
     /// Depthwise 3×3 convolution (stride 1, padding 1), `[C, 1, 3, 3]`. The forward pass uses
     /// its weight and bias through [`crate::kernels::depthwise_conv3x3_nhwc`] on the

@@ -32,7 +32,9 @@ use std::str::FromStr;
 
 use burn::prelude::*;
 
-use crate::data::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
+#[cfg(feature = "image")]
+use crate::data::EvalTransform;
+use crate::data::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::error::{Error, Result};
 use crate::vheat::{VHeat, VHeatConfig};
 
@@ -54,6 +56,7 @@ pub enum Task {
 
 /// One number the reference's README reports for a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Reported {
     /// What was measured (`"top-1 %"`, `"box AP"`, `"mask AP"`, `"mIoU (SS)"`).
     pub metric: &'static str,
@@ -63,6 +66,7 @@ pub struct Reported {
 
 /// Evaluation preprocessing of a classifier, in the manner of timm's pretrained configs.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Preprocess {
     /// The network's input side in pixels.
     pub input_size: u32,
@@ -89,7 +93,8 @@ impl Preprocess {
     };
 
     /// The crate's transform for this preprocessing (its normalisation is ImageNet's, which is
-    /// what every published classifier uses).
+    /// what every published classifier uses). With the `image` feature.
+    #[cfg(feature = "image")]
     pub fn eval_transform(&self) -> EvalTransform {
         EvalTransform::with_crop_pct(self.input_size, self.crop_pct)
     }

@@ -12,6 +12,7 @@ use crate::vheat::{VHeat, VHeatConfig};
 
 /// What a checkpoint's JSON file holds besides the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CheckpointMeta {
     /// The model's configuration (its `num_classes` matches `classes`).
     pub config: VHeatConfig,
@@ -23,6 +24,24 @@ pub struct CheckpointMeta {
     /// shorter side and centre-cropped (0.875 = timm's and the reference's 256/224; 1.0 for
     /// images that are already square crops, like the synthetic dataset's).
     pub crop_pct: f64,
+}
+
+impl CheckpointMeta {
+    /// The record of a model of `config` with the output classes `classes`, trained at input
+    /// side `image_size`, evaluated with the centre-crop fraction `crop_pct`.
+    pub fn new(
+        config: VHeatConfig,
+        classes: Vec<String>,
+        image_size: usize,
+        crop_pct: f64,
+    ) -> Self {
+        Self {
+            config,
+            classes,
+            image_size,
+            crop_pct,
+        }
+    }
 }
 
 /// The JSON file that goes with the weights file `weights` (same name, `.json`).

@@ -71,6 +71,7 @@ fn classification_of(model: &VHeat, batch: ImageBatch, smoothing: f64) -> Classi
 /// (once per optimizer step), and [`InferenceStep::step`] validates the average beside the
 /// model (a [`ValidationOutput`] with both halves).
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct ImageClassifier {
     /// The network.
     pub model: VHeat,

@@ -18,6 +18,7 @@ use crate::vheat::VHeat;
 /// (burn-train checkpoints) and a resumed run continues the warm-up where it stopped; `decay`
 /// and `warmup` are constants, set again when the module is built.
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct ModelEma {
     /// The averaged weights.
     pub model: VHeat,

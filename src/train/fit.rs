@@ -26,7 +26,18 @@ use crate::vheat::VHeat;
 /// (`classification/utils/config.py` and `configs/vHeat/*.yaml`) scaled to a short run:
 /// AdamW (β 0.9/0.999, ε 1e-8), weight decay 0.05 on weights only, linear warm-up then cosine,
 /// label smoothing 0.1, gradient clipping at global norm 5.
+///
+/// Fields are added as the recipe grows (the struct is `#[non_exhaustive]`): start from
+/// [`TrainingConfig::default`] and set the fields to change.
+///
+/// ```
+/// let mut recipe = vheat::train::TrainingConfig::default();
+/// recipe.epochs = 3;
+/// recipe.batch_size = 16;
+/// assert!(recipe.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TrainingConfig {
     /// Number of passes over the training set.
     pub epochs: usize,
@@ -176,6 +187,7 @@ impl TrainingConfig {
 
 /// Where and how [`fit`] runs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct FitOptions {
     /// Folder of the run: burn-train's logs and the per-epoch checkpoints
     /// (`checkpoint/{model,optim,scheduler}-EPOCH.bpk`) go here.

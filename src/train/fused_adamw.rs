@@ -14,6 +14,7 @@ use crate::kernels::{adamw_step, AdamwStep};
 ///
 /// Built by [`super::adamw_for`]; `Clone` shares nothing mutable.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct FusedAdamW {
     /// β₁, the first moment's decay.
     pub beta_1: f32,

@@ -17,6 +17,7 @@ use crate::kernels::{scale, sum_of_squares};
 /// Swin-style recipes keep free of decay, and decaying them pulls every conductivity toward
 /// `ReLU(bias)`. Pass `decay_fve = true` to reproduce the reference exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct DecayGroups {
     /// Full module paths (`model.layers.0.blocks.0.op.linear.weight`) that are decayed.
     pub decay: Vec<String>,

@@ -28,6 +28,7 @@ pub enum RecipeKind {
 
 /// A recipe together with the reasons for its choices, one line each.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ChosenRecipe {
     /// What it is for.
     pub kind: RecipeKind,

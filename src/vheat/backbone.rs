@@ -201,6 +201,7 @@ pub enum OutputNorm {
 
 /// What one stage of the backbone produces (timm's `feature_info` entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FeatureInfo {
     /// Channels of the stage's map.
     pub num_chs: usize,

@@ -66,6 +66,7 @@ impl HeatBlockConfig {
 /// post-norm: x ← x + DropPath(γ₁ · norm1(HCO(x)));   x ← x + DropPath(γ₂ · norm2(MLP(x)))
 /// ```
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct HeatBlock {
     /// Norm of the operator branch (eps 1e-5).
     pub norm1: LayerNorm,

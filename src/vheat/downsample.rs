@@ -12,6 +12,7 @@ const NORM_EPS: f64 = 1e-5;
 /// `conv3×3 s2 (no bias) → LayerNorm`, `[B, C, H, W]` → `[B, C', ⌈H/2⌉, ⌈W/2⌉]`
 /// (the reference's `make_downsample`).
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct Downsample {
     /// `dim → out_dim`, 3×3, stride 2, padding 1, no bias.
     pub conv: Conv2d,

@@ -8,6 +8,7 @@ use burn::tensor::Distribution;
 /// a random subset of the batch with probability `prob` and scale the kept ones by
 /// `1 / (1 - prob)`. Identity in evaluation (after `valid()`) and on a device without autodiff.
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct DropPath {
     /// Probability of dropping the branch for one sample.
     pub prob: f64,

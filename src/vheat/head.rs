@@ -10,6 +10,7 @@ const NORM_EPS: f64 = 1e-5;
 /// `classifier` sequence, indices 0 and 3). Without `fc` (0 classes) it returns the pooled
 /// features.
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct Head {
     /// LayerNorm over channels (eps 1e-5).
     pub norm: LayerNorm,

@@ -39,6 +39,7 @@ pub enum Form {
 /// Multiply-accumulates of one image, split by operator group as fvcore reports them (see the
 /// [module docs](self) for what each group holds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MacCount {
     /// Convolutions, including the 1×1-conv MLP and the DCT/IDCT matrix products.
     pub conv: u64,

@@ -8,6 +8,7 @@ use super::pointwise::PointwiseConv;
 /// `fc2(GELU(fc1(x)))` with 1×1 convolutions `C → ratio·C → C` (the reference's `Mlp` with
 /// `channels_first=True`), on a channels-last map.
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct Mlp {
     /// Expansion `C → hidden`.
     pub fc1: PointwiseConv,

@@ -29,6 +29,7 @@ pub struct TrainableParts {
 /// Field names follow the reference (`patch_embed`, `layers`, `classifier`), so checkpoint keys
 /// map with a handful of rules (see [`crate::weights`]).
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct VHeat {
     /// The stem (the reference's `patch_embed`).
     pub patch_embed: Stem,

@@ -6,6 +6,7 @@ use burn::prelude::*;
 /// A 1×1 convolution with PyTorch's `[out, in, 1, 1]` weight layout, applied to a
 /// channels-last map `[..., in]` as one matmul (no layout permutes).
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct PointwiseConv {
     /// `[out, in, 1, 1]`, as in PyTorch.
     pub weight: Param<Tensor<4>>,

@@ -9,6 +9,7 @@ use crate::hco::FrequencyEmbedding;
 /// One stage: `depth` heat blocks at one resolution, the stage's frequency-value embedding, and
 /// the downsampling to the next stage (absent after the last stage).
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct Stage {
     /// The heat blocks, in order.
     pub blocks: Vec<HeatBlock>,

@@ -12,6 +12,7 @@ pub const STEM_NORM_EPS: f64 = 1e-6;
 /// `conv3×3 s2 → LayerNorm → GELU → conv3×3 s2 → LayerNorm` (the reference's `StemLayer`),
 /// `[B, in, H, W]` → `[B, dim, ⌈⌈H/2⌉/2⌉, ⌈⌈W/2⌉/2⌉]`.
 #[derive(Module, Debug)]
+#[non_exhaustive]
 pub struct Stem {
     /// `in → dim/2`, 3×3, stride 2, padding 1.
     pub conv1: Conv2d,

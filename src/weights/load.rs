@@ -25,6 +25,7 @@ pub enum StateDictKey {
 
 /// How to load a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoadOptions {
     /// Where the state dict sits in a `.pth` (ignored for safetensors).
     pub key: StateDictKey,
@@ -153,7 +154,7 @@ pub(crate) fn apply_checked(
     let report = to_report(result);
     if options.backbone_only {
         // Only the backbone's part is judged; the rest stays in the returned report.
-        let problems = super::backbone::backbone_problems(&report);
+        let problems = super::backbone_scope::backbone_problems(&report);
         if options.strict && !problems.is_clean() {
             return Err(Error::CheckpointMismatch {
                 path: path.to_path_buf(),

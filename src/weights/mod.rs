@@ -22,6 +22,7 @@
 //! [`LoadOptions::backbone`] with the `*_into` functions.
 
 mod backbone;
+mod backbone_scope;
 mod burnpack;
 mod convert;
 mod export;

@@ -1,4 +1,11 @@
-//! Shared helpers for the integration tests: fixture loading and tolerant comparison.
+//! Shared helpers for the integration tests: fixture loading and tolerant comparison, the
+//! per-backend test macro, temporary directories and the training tests' model.
+//!
+//! Every test helper lives in this folder. The larger tools beside this file are included by
+//! the tests that need them with `#[path = "common/<file>.rs"] mod <file>;` (they refer to each
+//! other as siblings, `super::pth`): `pth.rs` (writing and altering `.pth` files), `fuzz.rs`
+//! (the loaders' mutation fuzzer, also run by `examples/fuzz_loaders.rs`) and
+//! `local_server.rs` (an HTTP server for the download tests).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -82,10 +89,40 @@ pub fn unique_temp_dir(tag: &str) -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("vheat-{tag}-{}-{n}", std::process::id()));
+    emptied(std::env::temp_dir().join(format!("vheat-{tag}-{}-{n}", std::process::id())))
+}
+
+/// The empty directory `vheat-<test file>-<name>-<pid>` under the system temp dir: one per
+/// `name` in each test binary (a second call with the same `name` empties it again).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let crate_name = env!("CARGO_CRATE_NAME");
+    let pid = std::process::id();
+    emptied(std::env::temp_dir().join(format!("vheat-{crate_name}-{name}-{pid}")))
+}
+
+/// `dir`, removed with its contents if it existed, then created empty.
+fn emptied(dir: PathBuf) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// `base` with `change` applied: how the tests build the crate's settings structs, which are
+/// `#[non_exhaustive]` (built from a default or a preset, then changed field by field).
+pub fn changed<T>(mut base: T, change: impl FnOnce(&mut T)) -> T {
+    change(&mut base);
+    base
+}
+
+/// A small model for 32×32 inputs and the 8 classes of the synthetic shapes, without post-norm
+/// or stochastic depth: the model of the training tests.
+#[cfg(feature = "train")]
+pub fn tiny_config() -> VHeatConfig {
+    VHeatConfig::new(vec![1, 1, 1, 1], vec![8, 16, 32, 64])
+        .with_num_classes(vheat::data::SyntheticShapes::num_classes())
+        .with_img_size(32)
+        .with_post_norm(false)
+        .with_drop_path_rate(0.0)
 }
 
 /// Path of a fixture file.
