@@ -47,6 +47,8 @@ pub(crate) fn backbone_problems(report: &LoadReport) -> LoadReport {
             .cloned()
             .collect(),
         other_errors: report.other_errors.clone(),
+        stripped_prefix: report.stripped_prefix.clone(),
+        foreign_prefix: report.foreign_prefix.clone(),
     }
 }
 
@@ -136,6 +138,7 @@ mod tests {
                 },
             ],
             other_errors: vec![],
+            ..LoadReport::default()
         };
         let p = backbone_problems(&report);
         assert_eq!(p.missing, vec!["layers.1.freq_embed.weight"]);
