@@ -809,7 +809,7 @@ mod tests {
     fn setitems_on_a_dict_subclass_is_kept_as_items() {
         // {"config": CfgNode({"A": 1})} at protocol 2: NEWOBJ, then SETITEMS on the instance,
         // then BUILD with its __dict__.
-        let p = b"\x80\x02}q\x00X\x06\x00\x00\x00configq\x01cyacs.config\nCfgNode\nq\x02)\x81q\x03(X\x01\x00\x00\x00AK\x01ub}bs.";
+        let p = b"\x80\x02}q\x00X\x06\x00\x00\x00configq\x01cyacs.config\nCfgNode\nq\x02)\x81q\x03(X\x01\x00\x00\x00AK\x01u}bs.";
         let v = run(p).unwrap();
         let items = v.dict_items().unwrap();
         assert_eq!(items[0].0.as_str(), Some("config"));

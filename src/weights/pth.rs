@@ -22,7 +22,9 @@ const MAX_TENSOR_BYTES: usize = 1 << 30;
 pub(crate) struct PthFile {
     /// The object `torch.save` was given.
     pub root: Value,
-    storages: HashMap<String, Vec<u8>>,
+    /// Each storage's bytes, or why they could not be read (reported with the tensors that use
+    /// the storage; a broken storage nothing loads from is no error).
+    storages: HashMap<String, PickleResult<Vec<u8>>>,
 }
 
 impl PthFile {
@@ -63,8 +65,8 @@ impl PthFile {
                 return Err(format!("zip record {name} claims {size} bytes"));
             }
             let mut out = Vec::new();
-            (&mut entry)
-                .take(size)
+            // Read to the end, where the zip reader checks the record's CRC.
+            entry
                 .read_to_end(&mut out)
                 .map_err(|e| format!("zip record {name}: {e}"))?;
             Ok::<_, String>(out)
@@ -81,7 +83,7 @@ impl PthFile {
         let data_prefix = format!("{prefix}data/");
         for name in &names {
             if let Some(key) = name.strip_prefix(&data_prefix) {
-                storages.insert(key.to_string(), read(&mut archive, name)?);
+                storages.insert(key.to_string(), read(&mut archive, name));
             }
         }
         Ok(Self { root, storages })
@@ -144,7 +146,7 @@ impl PthFile {
                 )
                 .ok_or_else(|| format!("legacy file truncated inside storage {key}"))?;
             pos += len;
-            storages.insert(key, data.to_vec());
+            storages.insert(key, Ok(data.to_vec()));
         }
         Ok(Self { root, storages })
     }
@@ -174,7 +176,9 @@ impl PthFile {
         let bytes = self
             .storages
             .get(&t.storage.key)
-            .ok_or_else(|| format!("its storage {:?} is not in the file", t.storage.key))?;
+            .ok_or_else(|| format!("its storage {:?} is not in the file", t.storage.key))?
+            .as_ref()
+            .map_err(|e| format!("its storage {:?}: {e}", t.storage.key))?;
         let (base, available) = match t.storage.view {
             Some((offset, len)) => (offset, len),
             None => (0, bytes.len() / size),

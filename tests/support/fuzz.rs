@@ -379,7 +379,7 @@ fn torch_corpus() -> Vec<(Vec<u8>, Option<Vec<(String, Vec<u8>)>>)> {
         .into_iter()
         .map(|p| {
             let bytes = std::fs::read(&p).unwrap();
-            let entries = pth::read_zip(&bytes).ok();
+            let entries = pth::read_zip(&bytes);
             (bytes, entries)
         })
         .collect()
