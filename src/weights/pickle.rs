@@ -377,7 +377,7 @@ impl Machine<'_> {
     }
 
     fn set_items(&mut self, pairs: Vec<Value>) -> PickleResult<()> {
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of values".into());
         }
         self.nest(&pairs)?;

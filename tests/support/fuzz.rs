@@ -99,13 +99,16 @@ impl Target {
     }
 }
 
+/// A zip file's entries: (name, bytes).
+pub type ZipEntries = Vec<(String, Vec<u8>)>;
+
 /// The unmutated inputs.
 pub struct Seeds {
     pub pth: Vec<u8>,
     pub pth_entries: Vec<(String, Vec<u8>)>,
     /// The files `torch.save` wrote (`tests/fixtures/pth_corpus/`, see `scripts/pth_corpus.py`),
     /// each with its zip entries (`None` for the legacy non-zip format).
-    pub pth_corpus: Vec<(Vec<u8>, Option<Vec<(String, Vec<u8>)>>)>,
+    pub pth_corpus: Vec<(Vec<u8>, Option<ZipEntries>)>,
     pub safetensors: Vec<u8>,
     pub burnpack: Vec<u8>,
     pub configs: Vec<String>,
@@ -367,7 +370,7 @@ pub fn mutate_bytes(rng: &mut Rng, data: &mut Vec<u8>, lo: usize, hi: usize) {
 }
 
 /// The `.pth` files of `tests/fixtures/pth_corpus/`, sorted by name, with their zip entries.
-fn torch_corpus() -> Vec<(Vec<u8>, Option<Vec<(String, Vec<u8>)>>)> {
+fn torch_corpus() -> Vec<(Vec<u8>, Option<ZipEntries>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth_corpus");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
