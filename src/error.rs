@@ -89,8 +89,13 @@ pub enum Error {
 
     /// A checkpoint does not fit the model: missing keys, unused keys or shape mismatches.
     ///
-    /// The message lists every offending key; `report` has them in structured form.
-    #[error("checkpoint {path} does not match the model:\n{report}")]
+    /// The message lists every offending key; `report` has them in structured form. When the
+    /// checkpoint's keys all carry a prefix the model lacks ([`LoadReport::foreign_prefix`]),
+    /// the message is one line naming the function or option that loads such a file, and the
+    /// key lists are only in `report`.
+    ///
+    /// [`LoadReport::foreign_prefix`]: crate::load_report::LoadReport::foreign_prefix
+    #[error("{}", mismatch_message(.path, .report))]
     CheckpointMismatch {
         /// The checkpoint file.
         path: PathBuf,
@@ -326,3 +331,21 @@ pub enum Error {
 
 /// Shorthand for `Result<T, vheat::Error>`.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The message of [`Error::CheckpointMismatch`].
+fn mismatch_message(path: &std::path::Path, report: &crate::load_report::LoadReport) -> String {
+    match &report.foreign_prefix {
+        Some(prefix) => format!(
+            "checkpoint {} does not match the model: its keys start with {prefix:?}, which the \
+             model's keys lack; {} (the {} missing and {} unused keys are in this error's report)",
+            path.display(),
+            crate::load_report::LoadReport::prefix_remedy(prefix),
+            report.missing.len(),
+            report.unused.len()
+        ),
+        None => format!(
+            "checkpoint {} does not match the model:\n{report}",
+            path.display()
+        ),
+    }
+}

@@ -31,6 +31,15 @@ pub struct LoadReport {
     pub shape_mismatches: Vec<ShapeMismatch>,
     /// Any other per-tensor failure (dtype conversion, decoding), as `key: message`.
     pub other_errors: Vec<String>,
+    /// A prefix removed from every checkpoint key before matching: `module.`, which
+    /// `DistributedDataParallel` puts on every key of the model it wraps, is stripped
+    /// automatically, and a prefix the caller asked to strip is named here too.
+    pub stripped_prefix: Option<String>,
+    /// Set when no tensor matched because the checkpoint's keys carry a prefix the model's
+    /// keys lack (`backbone.`, `module.`, `model.`): that prefix. The error message is then one
+    /// line naming the function or option that loads such a file (see
+    /// [`LoadReport::prefix_remedy`]); `missing` and `unused` still list every key.
+    pub foreign_prefix: Option<String>,
 }
 
 impl LoadReport {
@@ -42,6 +51,21 @@ impl LoadReport {
             && self.other_errors.is_empty()
     }
 
+    /// How to load a checkpoint whose keys all carry `prefix`, in words naming the function or
+    /// option that does it.
+    pub fn prefix_remedy(prefix: &str) -> String {
+        match prefix {
+            "backbone." => "a dense-prediction (mmdet/mmseg) checkpoint: load it with \
+                            `VHeat::load_backbone`, or `LoadOptions::backbone()` with \
+                            `load_pytorch_into`"
+                .into(),
+            p => format!(
+                "strip it with `LoadOptions::with_strip_prefix({p:?})` (`load_pytorch_into`, \
+                 `load_safetensors_into`)"
+            ),
+        }
+    }
+
     /// True when nothing is missing and nothing failed; unused checkpoint keys are tolerated.
     pub fn is_complete(&self) -> bool {
         self.missing.is_empty() && self.shape_mismatches.is_empty() && self.other_errors.is_empty()
@@ -51,6 +75,12 @@ impl LoadReport {
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "  applied: {} tensors", self.applied.len())?;
+        if let Some(p) = &self.stripped_prefix {
+            writeln!(
+                f,
+                "  stripped the key prefix {p:?} from every checkpoint key"
+            )?;
+        }
         if !self.missing.is_empty() {
             writeln!(f, "  missing in checkpoint ({}):", self.missing.len())?;
             for k in &self.missing {

@@ -363,6 +363,69 @@ fn classify_pretrained_tiny_downloads_once_then_uses_the_cache() {
     );
 }
 
+/// `vheat classify --pretrained tiny` on a checkpoint that `torch.save` wrote in the
+/// reference's training layout (`model`, `optimizer`, `lr_scheduler`, `max_accuracy`, `scaler`,
+/// `epoch`, a yacs `CfgNode` as `config`, `model_ema`): vHeat-T's 28 M parameters as
+/// `as_strided` views into one small random storage, so the file is 77 kB
+/// (`tests/fixtures/pth_corpus/tiny_train.pth`, `scripts/pth_corpus.py`). The top 5 printed is
+/// the one PyTorch computed with the reference's model code for the same image and
+/// preprocessing (Pillow's bicubic resize, centre crop), recorded by the script; the file is
+/// downloaded once and the second run makes zero requests.
+#[test]
+fn classify_pretrained_tiny_on_a_torch_save_training_checkpoint_prints_pytorchs_top5() {
+    let tmp = TempDir::new("cli-pretrained-torch");
+    let body = std::fs::read(common::fixture("pth_corpus/tiny_train.pth")).unwrap();
+    let image = tmp.0.join("cat.png");
+    write_image(&image);
+    let cache = tmp.0.join("cache");
+    let server = Server::start(body.clone());
+
+    let first = vheat(&cache, &server.base)
+        .args(["classify", "--pretrained", "tiny"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(server.requests(), vec![TINY_PATH.to_string()]);
+    let top = printed_top(&stdout(&first), &image);
+
+    let recorded = common::fixture_json("pth_corpus/expected.json")["tiny_top5"].clone();
+    let recorded: Vec<(usize, f64)> = recorded
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_u64().unwrap() as usize, e[1].as_f64().unwrap()))
+        .collect();
+    assert_eq!(top.len(), 5, "{}", stdout(&first));
+    let classes = vheat::data::imagenet_classes();
+    for ((p, name), (k, want)) in top.iter().zip(&recorded) {
+        assert_eq!(
+            name.as_str(),
+            classes[*k],
+            "PyTorch's top 5 is {recorded:?}; printed {top:?}"
+        );
+        // Printed with two decimals (±0.005), plus 1e-3 for the summation order of another
+        // implementation of the same f32 computation.
+        assert!(
+            (p - want).abs() <= 0.006,
+            "{name}: {p} % vs PyTorch's {want} %"
+        );
+    }
+
+    let second = vheat(&cache, &server.base)
+        .args(["classify", "--pretrained", "tiny"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "the second run used the network"
+    );
+    assert_eq!(printed_top(&stdout(&second), &image), top);
+}
+
 #[test]
 fn offline_with_an_empty_cache_is_an_error_naming_the_file() {
     let tmp = TempDir::new("cli-pretrained-offline");

@@ -40,6 +40,8 @@ pub(crate) fn backbone_problems(report: &LoadReport) -> LoadReport {
             .cloned()
             .collect(),
         other_errors: report.other_errors.clone(),
+        stripped_prefix: report.stripped_prefix.clone(),
+        foreign_prefix: report.foreign_prefix.clone(),
     }
 }
 
@@ -75,6 +77,8 @@ mod tests {
                 },
             ],
             other_errors: vec![],
+            stripped_prefix: None,
+            foreign_prefix: None,
         };
         let p = backbone_problems(&report);
         assert_eq!(p.missing, vec!["layers.1.freq_embed.weight"]);

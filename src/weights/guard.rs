@@ -144,22 +144,32 @@ fn model_float_dtype(model: &VHeat) -> DType {
     model.patch_embed.conv1.weight.val().dtype()
 }
 
-/// Reads `store` and applies its tensors to `model` through [`CheckpointAdapter`].
-///
-/// Tensor data is read, converted and validated (length against shape, dtype kind, shape
-/// against the parameter) per tensor; a failure lands in the [`ApplyResult`]'s errors under
-/// the parameter's key and leaves that parameter as it was. Only a file that cannot be read at
-/// all is an `Err`.
+/// Reads `store` and applies its tensors to `model` through [`CheckpointAdapter`] (see
+/// [`apply_tensors`]). Only a file that cannot be read at all is an `Err`.
 pub(crate) fn apply_store<S: ModuleStore>(
     model: &mut VHeat,
     store: &mut S,
     layout: Layout,
 ) -> std::result::Result<ApplyResult, String> {
     let tensors = read_tensors(store)?;
+    Ok(apply_tensors(model, tensors, layout))
+}
+
+/// Applies `tensors` (already named as the model's keys) to `model` through
+/// [`CheckpointAdapter`].
+///
+/// Tensor data is read, converted and validated (length against shape, dtype kind, shape
+/// against the parameter) per tensor; a failure lands in the [`ApplyResult`]'s errors under
+/// the parameter's key and leaves that parameter as it was.
+pub(crate) fn apply_tensors(
+    model: &mut VHeat,
+    tensors: Vec<PackTensor>,
+    layout: Layout,
+) -> ApplyResult {
     let adapter = CheckpointAdapter::new(layout, model_float_dtype(model));
     // PyTorch keys never name enum variants; Burn's own files do.
     let skip_enum_variants = layout == Layout::PyTorch;
-    Ok(model.apply(tensors, None, Some(Box::new(adapter)), skip_enum_variants))
+    model.apply(tensors, None, Some(Box::new(adapter)), skip_enum_variants)
 }
 
 /// Collects, per float parameter whose key is in `keys`, whether all its values are finite.

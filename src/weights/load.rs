@@ -3,10 +3,12 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::store::{ApplyError, ApplyResult, KeyRemapper, PytorchStore, SafetensorsStore};
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{bridge, ApplyError, ApplyResult, KeyRemapper, SafetensorsStore};
 
-use super::guard::{apply_store, non_finite_keys, read_tensors, Layout};
+use super::guard::{apply_store, apply_tensors, non_finite_keys, Layout};
 use super::keys::key_rules;
+use super::pth::read_state_dict;
 use crate::error::{Error, Result};
 use crate::load_report::{LoadReport, ShapeMismatch};
 use crate::vheat::{VHeat, VHeatConfig};
@@ -38,6 +40,10 @@ pub struct LoadOptions {
     /// not the backbone's (detector or segmentor heads) are reported, never an error. See
     /// [`LoadOptions::backbone`].
     pub backbone_only: bool,
+    /// Strip this prefix from every checkpoint key that has it before mapping keys (e.g.
+    /// `"model."` for a state dict saved from a wrapper module). DDP's `module.` is stripped
+    /// without asking when every key has it.
+    pub strip_prefix: Option<String>,
 }
 
 impl Default for LoadOptions {
@@ -47,6 +53,7 @@ impl Default for LoadOptions {
             strict: true,
             backbone_prefix: false,
             backbone_only: false,
+            strip_prefix: None,
         }
     }
 }
@@ -96,6 +103,12 @@ impl LoadOptions {
             backbone_only: true,
             ..Self::default()
         }
+    }
+
+    /// Strips `prefix` (e.g. `"model."`) from every checkpoint key that starts with it.
+    pub fn with_strip_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.strip_prefix = Some(prefix.into());
+        self
     }
 
     /// Judges only the backbone (see [`LoadOptions::backbone`]).
@@ -190,19 +203,6 @@ pub(crate) fn apply_checked(
     Ok(report)
 }
 
-fn pytorch_store(path: &Path, key: Option<&str>, remap: KeyRemapper) -> PytorchStore {
-    let store = PytorchStore::from_file(path);
-    let store = match key {
-        Some(k) => store.with_top_level_key(k),
-        None => store,
-    };
-    store
-        .remap(remap)
-        .map_indices_contiguous(false)
-        .allow_partial(true)
-        .validate(false)
-}
-
 /// A readable regular file, or [`Error::CheckpointRead`] naming it.
 pub(crate) fn check_file(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
@@ -219,6 +219,13 @@ pub(crate) fn check_file(path: &Path) -> Result<()> {
 }
 
 /// Loads a reference `.pth` checkpoint into `model` (in place).
+///
+/// Reads whatever `torch.save` wrote, in the zip or the legacy format: only the state dict
+/// that `options.key` names is loaded; everything else in the file (optimizer and scheduler
+/// state, a yacs `CfgNode`, numpy values, any other object) is read as data and ignored,
+/// never executed. Tensors may be views into shared storages. Keys that all start with
+/// `module.` (a `DistributedDataParallel` model) are stripped, and
+/// [`LoadReport::stripped_prefix`] says so.
 ///
 /// Strict mode returns [`Error::CheckpointMismatch`] listing every missing key, unused key and
 /// shape mismatch, and leaves `model` unchanged; lenient mode loads what fits and returns the
@@ -238,40 +245,99 @@ pub fn load_pytorch_into(
     let path = path.as_ref();
     check_file(path)?;
     let remap = remapper(model, options)?;
-    let keys: Vec<Option<&str>> = match &options.key {
-        StateDictKey::Auto => vec![Some("model"), Some("state_dict"), None],
-        StateDictKey::Key(k) => vec![Some(k.as_str())],
+    let keys: Vec<Option<String>> = match &options.key {
+        StateDictKey::Auto => vec![Some("model".into()), Some("state_dict".into()), None],
+        StateDictKey::Key(k) => vec![Some(k.clone())],
         StateDictKey::Bare => vec![None],
     };
-    // Find the first location that holds tensors; keep the last reader error for the message.
-    let mut last_error = String::from("no tensors found");
-    for key in keys {
-        let mut store = pytorch_store(path, key, remap.clone());
-        // A corrupt file can make the reader panic; `read_tensors` turns that into an error.
-        match read_tensors(&mut store) {
-            Ok(k) if !k.is_empty() => {
-                return apply_checked(model, path, options, |m| {
-                    apply_store(m, &mut store, Layout::PyTorch)
-                });
-            }
-            Ok(_) => {
-                last_error = match key {
-                    Some(k) => format!("no tensors under top-level key {k:?}"),
-                    None => "the file holds no tensors".into(),
-                }
-            }
-            Err(e) => {
-                last_error = match key {
-                    Some(k) => format!("{e} (looking under top-level key {k:?})"),
-                    None => e.to_string(),
-                }
+    let read_error = |reason: String| Error::CheckpointRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
+    let tensors = read_state_dict(bytes, keys).map_err(read_error)?;
+    let mut tensors: Vec<PackTensor> = tensors
+        .into_iter()
+        .map(|(name, data)| bridge::from_data(data, name, None))
+        .collect();
+    let stripped = strip_prefix(&mut tensors, options);
+    let (tensors, _) = remap.remap(tensors);
+    let checkpoint_keys: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
+    let result = apply_checked(model, path, options, |m| {
+        Ok(apply_tensors(m, tensors, Layout::PyTorch))
+    });
+    annotate(result, stripped, &checkpoint_keys)
+}
+
+/// DDP's `module.` when every key has it, and the prefix `options` names on the keys that
+/// have it: stripped from `tensors`; returns what was stripped, for the report.
+fn strip_prefix(tensors: &mut [PackTensor], options: &LoadOptions) -> Option<String> {
+    const DDP: &str = "module.";
+    let mut stripped = None;
+    if !tensors.is_empty() && tensors.iter().all(|t| t.name.starts_with(DDP)) {
+        for t in tensors.iter_mut() {
+            t.name = t.name[DDP.len()..].to_string();
+        }
+        stripped = Some(DDP.to_string());
+    }
+    if let Some(prefix) = options.strip_prefix.as_deref().filter(|p| !p.is_empty()) {
+        let mut any = false;
+        for t in tensors.iter_mut() {
+            if let Some(rest) = t.name.strip_prefix(prefix) {
+                t.name = rest.to_string();
+                any = true;
             }
         }
+        if any {
+            stripped = Some(match stripped {
+                Some(ddp) => format!("{ddp}{prefix}"),
+                None => prefix.to_string(),
+            });
+        }
     }
-    Err(Error::CheckpointRead {
-        path: path.to_path_buf(),
-        reason: last_error,
-    })
+    stripped
+}
+
+/// The prefixes a checkpoint's keys carry when they come from a wrapper or a larger model.
+const FOREIGN_PREFIXES: [&str; 3] = ["backbone.", "module.", "model."];
+
+/// The prefix that explains why nothing matched: nothing was applied and at least half of the
+/// checkpoint's keys start with it.
+fn foreign_prefix(report: &LoadReport, checkpoint_keys: &[String]) -> Option<String> {
+    if !report.applied.is_empty() || checkpoint_keys.is_empty() {
+        return None;
+    }
+    FOREIGN_PREFIXES
+        .iter()
+        .find(|p| {
+            2 * checkpoint_keys
+                .iter()
+                .filter(|k| k.starts_with(**p))
+                .count()
+                >= checkpoint_keys.len()
+        })
+        .map(|p| p.to_string())
+}
+
+/// Adds to the report (returned or inside a mismatch error) the prefix that was stripped and
+/// the prefix that explains a total mismatch.
+fn annotate(
+    result: Result<LoadReport>,
+    stripped: Option<String>,
+    checkpoint_keys: &[String],
+) -> Result<LoadReport> {
+    match result {
+        Ok(mut report) => {
+            report.stripped_prefix = stripped;
+            Ok(report)
+        }
+        Err(Error::CheckpointMismatch { path, mut report }) => {
+            report.stripped_prefix = stripped;
+            report.foreign_prefix = foreign_prefix(&report, checkpoint_keys);
+            Err(Error::CheckpointMismatch { path, report })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Loads a safetensors file with the reference's key names into `model` (in place).

@@ -1,6 +1,7 @@
 //! `weights` — importing the reference checkpoints and saving in Burn's own format.
 //!
-//! - `.pth` files (PyTorch zip format) holding `{"model": state_dict}` (the reference's
+//! - `.pth` files as `torch.save` writes them (zip or legacy format, read by the crate's own
+//!   pickle reader, which never executes anything) holding `{"model": state_dict}` (the reference's
 //!   release format, which also holds `"model_ema"`), `{"state_dict": …}` or a bare state dict:
 //!   [`VHeat::load_pytorch`](crate::VHeat::load_pytorch), [`load_pytorch_into`].
 //! - safetensors with the same key names:
@@ -29,6 +30,8 @@ mod export;
 mod guard;
 mod keys;
 mod load;
+mod pickle;
+mod pth;
 
 pub use crate::load_report::{LoadReport, ShapeMismatch};
 pub use convert::{convert, load_any, save_any, CheckpointFormat};

@@ -99,10 +99,16 @@ impl Target {
     }
 }
 
+/// A zip file's entries: (name, bytes).
+pub type ZipEntries = Vec<(String, Vec<u8>)>;
+
 /// The unmutated inputs.
 pub struct Seeds {
     pub pth: Vec<u8>,
     pub pth_entries: Vec<(String, Vec<u8>)>,
+    /// The files `torch.save` wrote (`tests/fixtures/pth_corpus/`, see `scripts/pth_corpus.py`),
+    /// each with its zip entries (`None` for the legacy non-zip format).
+    pub pth_corpus: Vec<(Vec<u8>, Option<ZipEntries>)>,
     pub safetensors: Vec<u8>,
     pub burnpack: Vec<u8>,
     pub configs: Vec<String>,
@@ -169,6 +175,7 @@ impl Harness {
         let pth = fixture("micro_base.pth");
         let seeds = Seeds {
             pth_entries: pth::read_zip(&pth).unwrap(),
+            pth_corpus: torch_corpus(),
             pth,
             safetensors: fixture("micro_base.weights.safetensors"),
             burnpack: std::fs::read(&bpk).unwrap(),
@@ -362,11 +369,47 @@ pub fn mutate_bytes(rng: &mut Rng, data: &mut Vec<u8>, lo: usize, hi: usize) {
     }
 }
 
+/// The `.pth` files of `tests/fixtures/pth_corpus/`, sorted by name, with their zip entries.
+fn torch_corpus() -> Vec<(Vec<u8>, Option<ZipEntries>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth_corpus");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pth"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            let entries = pth::read_zip(&bytes);
+            (bytes, entries)
+        })
+        .collect()
+}
+
 fn pth_input(rng: &mut Rng, seeds: &Seeds) -> Vec<u8> {
+    // The seed: the fixture half of the time, else one of the files torch.save wrote.
+    let (seed, entries) = if seeds.pth_corpus.is_empty() || rng.chance(0.5) {
+        (&seeds.pth, Some(&seeds.pth_entries))
+    } else {
+        let (bytes, entries) = &seeds.pth_corpus[rng.below(seeds.pth_corpus.len())];
+        (bytes, entries.as_ref())
+    };
+    let Some(entries) = entries else {
+        // A legacy file: the stream itself.
+        let mut data = seed.clone();
+        let len = data.len();
+        if rng.chance(0.3) {
+            return data[..rng.below(len)].to_vec();
+        }
+        mutate_bytes(rng, &mut data, 0, len);
+        return data;
+    };
     match rng.below(10) {
         // The pickle (the structure), zip rebuilt with correct checksums.
         0..=4 => {
-            let mut entries = seeds.pth_entries.clone();
+            let mut entries = entries.clone();
             let pickle = pth::pickle_mut(&mut entries);
             let len = pickle.len();
             mutate_bytes(rng, pickle, 0, len);
@@ -389,7 +432,7 @@ fn pth_input(rng: &mut Rng, seeds: &Seeds) -> Vec<u8> {
         }
         // Storage data, zip rebuilt: wrong lengths, NaN/inf bit patterns.
         5 => {
-            let mut entries = seeds.pth_entries.clone();
+            let mut entries = entries.clone();
             let i = rng.below(entries.len());
             let l = entries[i].1.len();
             mutate_bytes(rng, &mut entries[i].1, 0, l);
@@ -397,18 +440,18 @@ fn pth_input(rng: &mut Rng, seeds: &Seeds) -> Vec<u8> {
         }
         // The zip structure at the end of the file (central directory, end record).
         6 | 7 => {
-            let mut data = seeds.pth.clone();
+            let mut data = seed.clone();
             let len = data.len();
             mutate_bytes(rng, &mut data, len.saturating_sub(12_000), len);
             data
         }
         8 => {
-            let mut data = seeds.pth.clone();
+            let mut data = seed.clone();
             let len = data.len();
             mutate_bytes(rng, &mut data, 0, len);
             data
         }
-        _ => seeds.pth[..rng.below(seeds.pth.len())].to_vec(),
+        _ => seed[..rng.below(seed.len())].to_vec(),
     }
 }
 
