@@ -61,7 +61,11 @@ fn random_model(config: &VHeatConfig, seed: u64) -> VHeat {
     for stage in &mut model.layers {
         if let Some(fve) = stage.freq_embed.as_mut() {
             let dims = fve.dims();
-            fve.weight = Param::from_tensor(Tensor::random(dims, Distribution::Normal(0.0, 1.0), &device));
+            fve.weight = Param::from_tensor(Tensor::random(
+                dims,
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            ));
         }
     }
     model
@@ -181,7 +185,15 @@ fn tract_runs_the_backbone_variant_with_output_norms() {
     assert_eq!(got.len(), 4);
     for (i, (e, (shape, g))) in expected.into_iter().zip(got).enumerate() {
         let eshape = e.dims().to_vec();
-        assert_close_tol(&format!("stage{i}"), &g, &shape, &values(e), &eshape, ATOL, RTOL);
+        assert_close_tol(
+            &format!("stage{i}"),
+            &g,
+            &shape,
+            &values(e),
+            &eshape,
+            ATOL,
+            RTOL,
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -192,7 +204,9 @@ fn an_inference_form_model_exports_at_its_own_size_only() {
     let model = random_model(&pre_norm(), 31);
     let inference = model.to_inference(64, 96).unwrap();
     let path = dir.join("inference.onnx");
-    inference.save_onnx(&path, &OnnxOptions::new(64, 96)).unwrap();
+    inference
+        .save_onnx(&path, &OnnxOptions::new(64, 96))
+        .unwrap();
     check_logits("inference form", &model, &path, [64, 96]);
     let other = dir.join("other.onnx");
     let err = inference
@@ -223,9 +237,18 @@ fn bad_requests_are_typed_errors_that_leave_no_file() {
     let path = dir.join("model.onnx");
 
     // A side below the total stride (32 for four stages).
-    let err = model.save_onnx(&path, &OnnxOptions::new(64, 16)).unwrap_err();
+    let err = model
+        .save_onnx(&path, &OnnxOptions::new(64, 16))
+        .unwrap_err();
     assert!(
-        matches!(err, Error::InputTooSmall { height: 64, width: 16, stride: 32 }),
+        matches!(
+            err,
+            Error::InputTooSmall {
+                height: 64,
+                width: 16,
+                stride: 32
+            }
+        ),
         "{err}"
     );
     // A training-mode export.
@@ -238,14 +261,18 @@ fn bad_requests_are_typed_errors_that_leave_no_file() {
 
     // A folder that does not exist, and a path that is a folder.
     let missing = dir.join("no-such-folder").join("model.onnx");
-    let err = model.save_onnx(&missing, &OnnxOptions::square(64)).unwrap_err();
+    let err = model
+        .save_onnx(&missing, &OnnxOptions::square(64))
+        .unwrap_err();
     assert!(
         matches!(&err, Error::CheckpointWrite { path, .. } if *path == missing),
         "{err}"
     );
     let folder = dir.join("a-folder.onnx");
     std::fs::create_dir(&folder).unwrap();
-    let err = model.save_onnx(&folder, &OnnxOptions::square(64)).unwrap_err();
+    let err = model
+        .save_onnx(&folder, &OnnxOptions::square(64))
+        .unwrap_err();
     assert!(
         matches!(&err, Error::CheckpointWrite { path, .. } if *path == folder),
         "{err}"
@@ -283,9 +310,16 @@ fn vheat_export_writes_a_file_tract_runs_like_the_checkpoint() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(stdout.contains("opset 17"), "{stdout}");
-    assert!(stdout.contains("input images [N, 3, 64, 96], output logits [N, 7]"), "{stdout}");
+    assert!(
+        stdout.contains("input images [N, 3, 64, 96], output logits [N, 7]"),
+        "{stdout}"
+    );
     check_logits("vheat export", &model, &out, [64, 96]);
 
     // A size the model cannot take: status 1, a message naming it, no file.
@@ -299,7 +333,10 @@ fn vheat_export_writes_a_file_tract_runs_like_the_checkpoint() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
-    assert!(stderr.starts_with("error: input 16x16 is too small"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: input 16x16 is too small"),
+        "{stderr}"
+    );
     assert!(!small.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -321,7 +358,11 @@ fn write_vheat_t_for_onnx_runtime() {
         let exported = started.elapsed();
         let x = images(2, side, side);
         let logits = model.forward(x.clone());
-        write_io(&dir.join(format!("vheat_t_{side}.io.safetensors")), x, logits);
+        write_io(
+            &dir.join(format!("vheat_t_{side}.io.safetensors")),
+            x,
+            logits,
+        );
         println!(
             "{} written in {:.1} s ({} bytes)",
             path.display(),

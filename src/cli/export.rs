@@ -73,8 +73,8 @@ fn parse_size(value: &str) -> std::result::Result<[usize; 2], String> {
 /// [`Error::InvalidInput`] when the number of paths does not fit `--pretrained`.
 fn model_and_output(args: &ExportArgs) -> Result<(Option<&Path>, &Path)> {
     match (args.pretrained.is_some(), args.paths.as_slice()) {
-        (true, [out]) => Ok((None, out)),
-        (false, [model, out]) => Ok((Some(model), out)),
+        (true, [out]) => Ok((None, out.as_path())),
+        (false, [model, out]) => Ok((Some(model.as_path()), out.as_path())),
         (with, paths) => Err(Error::InvalidInput {
             what: "vheat export paths".into(),
             expected: if with {

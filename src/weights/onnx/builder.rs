@@ -129,7 +129,13 @@ impl GraphBuilder {
     }
 
     /// A node `op(inputs)` whose output is exactly `out` (a graph output's name).
-    pub fn op_into(&mut self, out: &str, op: &str, inputs: &[&str], attribute: Vec<AttributeProto>) {
+    pub fn op_into(
+        &mut self,
+        out: &str,
+        op: &str,
+        inputs: &[&str],
+        attribute: Vec<AttributeProto>,
+    ) {
         self.names.insert(out.to_string());
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -180,7 +186,13 @@ impl GraphBuilder {
     }
 
     /// `x · W + b` on the last axis, `W` given as `[in, out]` (Burn's `Linear` layout).
-    pub fn linear(&mut self, path: &str, x: &str, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Result<String> {
+    pub fn linear(
+        &mut self,
+        path: &str,
+        x: &str,
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+    ) -> Result<String> {
         let w = self.param(&format!("{path}.weight"), weight)?;
         let y = self.op(&format!("{path}.matmul"), "MatMul", &[x, &w], vec![]);
         match bias {

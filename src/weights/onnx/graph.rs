@@ -6,10 +6,12 @@
 //! transposed to NCHW around every convolution and the spectral diffusion. Every operator is
 //! standard ONNX (opset 17): no reshape depends on the batch, so its dimension stays symbolic.
 
+use burn::prelude::*;
+
 use super::builder::{attr_int, attr_ints, GraphBuilder, TO_NCHW, TO_NHWC};
 use crate::error::{Error, Result};
-use crate::heat::dct_basis_host;
 use crate::hco::HeatConduction;
+use crate::heat::dct_basis_host;
 use crate::vheat::{HeatBlock, Mlp, VHeat};
 
 /// The `[n, n]` orthonormal DCT-II matrix (`transpose`: its inverse) as a shared constant.
@@ -38,10 +40,17 @@ fn dct_constant(b: &mut GraphBuilder, n: usize, transpose: bool) -> String {
 /// u = D_Hᵀ · ((D_H · u · D_Wᵀ) ⊙ decay) · D_W             (MatMuls on the last two axes)
 /// y = Linear_out( LayerNorm(u) ⊙ z · Sigmoid(z) )          (NHWC)
 /// ```
-fn heat_conduction(b: &mut GraphBuilder, path: &str, x: &str, op: &HeatConduction) -> Result<String> {
+fn heat_conduction(
+    b: &mut GraphBuilder,
+    path: &str,
+    x: &str,
+    op: &HeatConduction,
+) -> Result<String> {
     let c = op.dim();
     let decay = op.k_exp.as_ref().ok_or_else(|| {
-        Error::Form(format!("{path} is not in the inference form (no precomputed decay)"))
+        Error::Form(format!(
+            "{path} is not in the inference form (no precomputed decay)"
+        ))
     })?;
     let [h, w, _] = decay.dims();
     let nchw = b.transpose(&format!("{path}.in_nchw"), x, TO_NCHW);
@@ -114,9 +123,19 @@ fn mlp(b: &mut GraphBuilder, path: &str, x: &str, mlp: &Mlp) -> Result<String> {
         // PyTorch's [out, in, 1, 1] as the [in, out] of a MatMul on channels-last maps.
         p.weight.val().reshape([o, i]).transpose()
     };
-    let h = b.linear(&format!("{path}.fc1"), x, pointwise(&mlp.fc1), Some(mlp.fc1.bias.val()))?;
+    let h = b.linear(
+        &format!("{path}.fc1"),
+        x,
+        pointwise(&mlp.fc1),
+        Some(mlp.fc1.bias.val()),
+    )?;
     let h = b.gelu(&format!("{path}.act"), &h);
-    b.linear(&format!("{path}.fc2"), &h, pointwise(&mlp.fc2), Some(mlp.fc2.bias.val()))
+    b.linear(
+        &format!("{path}.fc2"),
+        &h,
+        pointwise(&mlp.fc2),
+        Some(mlp.fc2.bias.val()),
+    )
 }
 
 /// `x + γ ⊙ branch` (`γ` broadcast over the channels, the last axis), or `x + branch`.
@@ -125,7 +144,7 @@ fn residual(
     path: &str,
     x: &str,
     branch: &str,
-    gamma: Option<burn::Tensor<1>>,
+    gamma: Option<Tensor<1>>,
 ) -> Result<String> {
     let branch = match gamma {
         Some(g) => {
@@ -220,7 +239,11 @@ pub(crate) fn vheat_graph(
 
     let head = &model.classifier;
     let x = b.layer_norm("classifier.norm", &x, &head.norm)?;
-    let pooled_name = if head.fc.is_some() { "classifier.pool" } else { "logits" };
+    let pooled_name = if head.fc.is_some() {
+        "classifier.pool"
+    } else {
+        "logits"
+    };
     let mean_attrs = vec![attr_ints("axes", &[1, 2]), attr_int("keepdims", 0)];
     if head.fc.is_none() {
         b.op_into(pooled_name, "ReduceMean", &[&x], mean_attrs);

@@ -154,7 +154,11 @@ impl VHeat {
             producer_version: env!("CARGO_PKG_VERSION").into(),
             doc_string: format!(
                 "vHeat inference form at {h}x{w} ({})",
-                if options.features { "stage maps" } else { "classifier" }
+                if options.features {
+                    "stage maps"
+                } else {
+                    "classifier"
+                }
             ),
             graph: Some(GraphProto {
                 node: b.nodes,
