@@ -28,8 +28,8 @@ use vheat::{Error, VHeat, VHeatConfig};
 /// each operator's result differs by a few ulps of its magnitude (~1e-6 relative). Through the
 /// five to seven blocks of these models, each ending in LayerNorms that divide by a standard
 /// deviation of order one, such differences stay of that order on outputs of order one: ONNX
-/// Runtime on the same files against the PyTorch implementation (scripts/vheat_torch.py) differs
-/// by at most 6.6e-7 on these configurations. 2e-5 leaves a wide margin over that, while a
+/// Runtime running `vheat export`'s files of these configurations differs from the PyTorch
+/// implementation (scripts/vheat_torch.py, same weights) by at most 6.6e-7. 2e-5 leaves a wide margin over that, while a
 /// wrong operator (a transposed basis, a missed norm, a swapped half of `linear`, a decay in the
 /// wrong layout) moves the outputs by 1e-2 and more (the decays here span (0, 1]).
 const ATOL: f32 = 2e-5;
