@@ -7,7 +7,10 @@ Each point is run as a user runs it:
 - PyTorch: `scripts/vheat_torch.py`'s independent implementation of the reference model, eager,
   `torch.set_num_threads(THREADS)`, inference under `torch.inference_mode()`;
 - ONNX Runtime (if `onnxruntime` imports): the same PyTorch model exported to ONNX (opset 17),
-  `intra_op_num_threads = THREADS`, for the inference points that name it.
+  `intra_op_num_threads = THREADS`, for the inference points that name it;
+- ONNX Runtime running the crate's export (column `onnx(vheat)`): the same weights saved as a
+  `.pth` and written by `vheat export` (the inference form at the point's size), same session
+  options; its logits are compared with PyTorch's and the largest difference printed.
 
 A training step is forward, label-smoothed (0.1) cross-entropy, backward, global-norm clip at 5
 and AdamW (weight decay 0.05) on both sides. Rounds alternate which side goes first. The ratio
@@ -168,6 +171,31 @@ def onnx_session(model, side, batch, threads):
     return session, x.numpy()
 
 
+def crate_onnx_session(binary, model, config, side, batch, threads):
+    """ONNX Runtime on `vheat export`'s file of `model`'s weights, and the largest difference
+    between its logits and PyTorch's on one input."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    folder = pathlib.Path(tempfile.mkdtemp())
+    torch.save({"model": model.state_dict()}, folder / "model.pth")
+    (folder / "config.json").write_text(json.dumps(dict(CONFIGS[config], img_size=side)))
+    path = folder / "vheat.onnx"
+    subprocess.run([str(binary), "export", str(folder / "model.pth"), str(path), "--config",
+                    str(folder / "config.json"), "--size", str(side)], check=True, capture_output=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = torch.randn(batch, 3, side, side)
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    (got,) = session.run(None, {"images": x.numpy()})
+    diff = float(abs(got - expected).max())
+    return session, x.numpy(), diff
+
+
 def time_onnx(session, x, batch, warmup, iters):
     name = session.get_inputs()[0].name
     for _ in range(warmup):
@@ -229,12 +257,13 @@ def main():
         if config == "main-job":
             warmup, iters = 3, 20
         model = torch_model(config, side, step == "train")
-        onnx = None
+        onnx = crate_onnx = None
         if with_onnx and not args.no_onnx and step == "forward":
             onnx = onnx_session(model, side, batch, args.threads)
-        runs = {"vheat": [], "torch": [], "onnx": [], "burn-ops": [], "baseline": []}
+            crate_onnx = crate_onnx_session(args.binary, model, config, side, batch, args.threads)
+        runs = {"vheat": [], "torch": [], "onnx": [], "onnx-vheat": [], "burn-ops": [], "baseline": []}
         for r in range(args.rounds):
-            order = ["vheat", "torch", "onnx", "burn-ops", "baseline"]
+            order = ["vheat", "torch", "onnx", "onnx-vheat", "burn-ops", "baseline"]
             if r % 2 == 1:
                 order.reverse()
             for side_name in order:
@@ -245,6 +274,8 @@ def main():
                     runs["torch"].append(time_torch(model, config, side, batch, step, warmup, iters))
                 elif side_name == "onnx" and onnx is not None:
                     runs["onnx"].append(time_onnx(onnx[0], onnx[1], batch, warmup, iters))
+                elif side_name == "onnx-vheat" and crate_onnx is not None:
+                    runs["onnx-vheat"].append(time_onnx(crate_onnx[0], crate_onnx[1], batch, warmup, iters))
                 elif side_name == "baseline" and args.baseline:
                     runs["baseline"].append(time_vheat(args.baseline, config, side, batch, step, warmup,
                                                        iters, args.threads))
@@ -267,6 +298,11 @@ def main():
                 f"(median of rounds {median_ratio:.2f})")
         if "onnx" in mean:
             line += f"  |  onnx {fmt(runs['onnx'])}  vheat/onnx {row['ratio_vs_onnx']:.2f}"
+        if "onnx-vheat" in mean:
+            row["ratio_vs_onnx_vheat"] = mean["vheat"] / mean["onnx-vheat"]
+            row["onnx_vheat_max_diff_vs_torch"] = crate_onnx[2]
+            line += (f"  |  onnx(vheat) {fmt(runs['onnx-vheat'])}  vheat/onnx(vheat) "
+                     f"{row['ratio_vs_onnx_vheat']:.2f} (max |logits - torch| {crate_onnx[2]:.1e})")
         if "burn-ops" in mean:
             row["ratio_burn_ops_vs_torch"] = mean["burn-ops"] / mean["torch"]
             line += f"  |  kernels off {fmt(runs['burn-ops'])}  ratio {row['ratio_burn_ops_vs_torch']:.2f}"

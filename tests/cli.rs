@@ -21,7 +21,9 @@ use vheat::{Error, VHeatConfig};
 
 use common::{fixture, fixture_config, fixture_json, unique_temp_dir, Tensors, ATOL, RTOL};
 
-const SUBCOMMANDS: [&str; 6] = ["classify", "train", "convert", "info", "bench", "verify"];
+const SUBCOMMANDS: [&str; 7] = [
+    "classify", "train", "convert", "export", "info", "bench", "verify",
+];
 
 /// `n` with a comma every three digits, written out here rather than taken from the crate.
 fn with_commas(n: u64) -> String {

@@ -17,6 +17,8 @@ mod pth;
 
 #[path = "common/local_server.rs"]
 mod local_server;
+#[path = "common/onnx_runtime.rs"]
+mod onnx_runtime;
 use local_server::LocalServer;
 
 use std::io::{BufRead, BufReader, Write};
@@ -506,6 +508,62 @@ fn a_malformed_mirror_is_an_error_before_any_download() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// `vheat export --pretrained tiny vheat_t.onnx --size 224` through the mirror: one download,
+/// and tract runs the written file like the library runs the same checkpoint, within the parity
+/// tolerance (1e-4 absolute + 1e-4 relative: float32, other summation orders through vHeat-T's
+/// 12 blocks). With `VHEAT_ONNX_CHECK_DIR=DIR` the file, an input and the library's logits are
+/// kept there for `scripts/check_onnx.py`, which runs them in ONNX Runtime.
+#[test]
+fn export_pretrained_tiny_through_the_mirror_runs_in_tract_like_the_crate() {
+    let tmp = TempDir::new("cli-export-pretrained");
+    let body = random_tiny_pth(&tmp.0);
+    let cache = tmp.0.join("cache");
+    let server = Server::start(body.clone());
+    let onnx = tmp.0.join("vheat_t.onnx");
+    let out = vheat(&cache, &closed_port_url())
+        .args(["export", "--pretrained", "tiny", "--mirror", &server.base])
+        .arg(&onnx)
+        .args(["--size", "224"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.requests(), vec![TINY_PATH.to_string()]);
+    assert!(
+        stdout(&out).contains("input images [N, 3, 224, 224], output logits [N, 1000]"),
+        "{}",
+        stdout(&out)
+    );
+
+    let direct_pth = tmp.0.join("direct.pth");
+    std::fs::write(&direct_pth, &body).unwrap();
+    let model = VHeat::load_pytorch(&direct_pth, &Weights::TinyIn1k.config(), &cpu()).unwrap();
+    let x = Tensor::<4>::random(
+        [1, 3, 224, 224],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &cpu(),
+    );
+    let expected = model.forward(x.clone());
+    let got = onnx_runtime::run_tract(&onnx, &x);
+    assert_eq!(got.len(), 1);
+    let shape = expected.dims().to_vec();
+    let expected_values = common::values(expected.clone());
+    common::assert_close_tol(
+        "vHeat-T logits, tract vs the crate",
+        &got[0].1,
+        &got[0].0,
+        &expected_values,
+        &shape,
+        common::ATOL,
+        common::RTOL,
+    );
+    if let Some(dir) = std::env::var_os("VHEAT_ONNX_CHECK_DIR") {
+        let dir = Path::new(&dir);
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(&onnx, dir.join("pretrained_tiny_224.onnx")).unwrap();
+        onnx_runtime::write_io(&dir.join("pretrained_tiny_224.io.safetensors"), x, expected);
+    }
 }
 
 #[test]

@@ -153,10 +153,39 @@ pub(crate) fn is_reference(path: &Path) -> bool {
 /// the errors of [`load_pretrained`] ([`Error::Unsupported`] in a build without the
 /// `pretrained` feature).
 pub fn load(args: &ClassifyArgs, device: &Device) -> Result<Classifier> {
-    let mut c = match (&args.from, &args.pretrained) {
-        (_, Some(name)) => load_pretrained(name, args.mirror.as_deref(), device)?,
+    let mut c = load_source(
+        args.from.as_deref(),
+        args.pretrained.as_deref(),
+        args.mirror.as_deref(),
+        &args.config,
+        device,
+    )?;
+    if let Some(size) = args.size {
+        c.transform = match c.crop_pct {
+            Some(pct) => EvalTransform::with_crop_pct(size, pct),
+            None => EvalTransform::new(size),
+        };
+    }
+    Ok(c)
+}
+
+/// The classifier a model source names, as `vheat classify` and `vheat export` take it:
+/// `pretrained` (published weights by name, from `mirror` when given), else `from` (one of our
+/// checkpoints, or a reference checkpoint of configuration `config`).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_source(
+    from: Option<&Path>,
+    pretrained: Option<&str>,
+    mirror: Option<&str>,
+    config: &str,
+    device: &Device,
+) -> Result<Classifier> {
+    let c = match (from, pretrained) {
+        (_, Some(name)) => load_pretrained(name, mirror, device)?,
         (Some(path), None) if is_reference(path) => {
-            let config = resolve_config(&args.config)?;
+            let config = resolve_config(config)?;
             let mut model = config.try_init(device)?;
             let report = if path.extension().is_some_and(|e| e == "safetensors") {
                 load_safetensors_into(&mut model, path, &LoadOptions::strict())?
@@ -186,18 +215,12 @@ pub fn load(args: &ClassifyArgs, device: &Device) -> Result<Classifier> {
         }
         (None, None) => {
             return Err(Error::InvalidInput {
-                what: "classify".into(),
-                expected: "--from PATH or --pretrained NAME".into(),
+                what: "model".into(),
+                expected: "a checkpoint path or --pretrained NAME".into(),
                 found: "neither".into(),
             })
         }
     };
-    if let Some(size) = args.size {
-        c.transform = match c.crop_pct {
-            Some(pct) => EvalTransform::with_crop_pct(size, pct),
-            None => EvalTransform::new(size),
-        };
-    }
     Ok(c)
 }
 

@@ -2,7 +2,7 @@
 //! runs each subcommand, shared by `src/bin/vheat.rs` and the examples.
 //!
 //! One file per subcommand, each with its `…Args` struct and a `run(args)` function:
-//! [`classify`], [`train`], [`convert`], [`info`], [`bench`], [`verify`]. This file holds the
+//! [`classify`], [`train`], [`convert`], [`export`], [`info`], [`bench`], [`verify`]. This file holds the
 //! top-level [`Cli`] / [`Command`], the argument groups several subcommands share
 //! ([`BackendArgs`], [`resolve_config`]) and [`exit_code`], which turns a result into the
 //! process's exit status (`error: <message>` on standard error and status 1).
@@ -20,6 +20,7 @@
 pub mod bench;
 pub mod classify;
 pub mod convert;
+pub mod export;
 pub mod info;
 pub mod train;
 pub mod verify;
@@ -52,6 +53,8 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Convert a checkpoint between formats (.pth / safetensors ↔ our .bpk + .json).
     Convert(convert::ConvertArgs),
+    /// Export a model's inference form as an ONNX file for other runtimes.
+    Export(export::ExportArgs),
     /// Show a configuration, its parameter counts and its multiply-accumulates.
     Info(info::InfoArgs),
     /// Measure throughput (img/s, GFLOP/s) and peak memory of a configuration.
@@ -71,6 +74,7 @@ impl Cli {
             Command::Classify(a) => classify::run(a),
             Command::Train(a) => train::run(*a),
             Command::Convert(a) => convert::run(a),
+            Command::Export(a) => export::run(a),
             Command::Info(a) => info::run(a),
             Command::Bench(a) => bench::run(a),
             Command::Verify(a) => verify::run(a),

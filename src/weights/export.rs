@@ -136,13 +136,25 @@ impl VHeat {
         self.save_into(&mut store)
             .map_err(|e| write_error(e.to_string()))?;
         let bytes = store.get_bytes().map_err(|e| write_error(e.to_string()))?;
-        let temp = temp_path(path);
-        let written = std::fs::write(&temp, &bytes).and_then(|()| std::fs::rename(&temp, path));
-        if let Err(e) = written {
-            // Best effort: the temporary file may not exist if the directory is unwritable.
-            let _ = std::fs::remove_file(&temp);
-            return Err(write_error(e.to_string()));
-        }
-        Ok(())
+        write_atomically(path, &bytes)
     }
+}
+
+/// Writes `bytes` to a temporary sibling of `path` and renames it onto `path`, so that a failed
+/// write never leaves a partial file under `path` (the temporary file is removed).
+///
+/// # Errors
+/// [`Error::CheckpointWrite`] naming `path` with the operating system's message.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temp = temp_path(path);
+    let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = written {
+        // Best effort: the temporary file may not exist if the directory is unwritable.
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::CheckpointWrite {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        });
+    }
+    Ok(())
 }

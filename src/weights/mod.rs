@@ -12,6 +12,8 @@
 //! - Export back to the reference's layout: [`VHeat::save_pytorch_safetensors`](crate::VHeat::save_pytorch_safetensors)
 //!   (a bare state dict for `load_state_dict(..., strict=True)`); [`convert`] between formats by
 //!   extension.
+//! - The inference form as an ONNX model for other runtimes:
+//!   [`VHeat::save_onnx`](crate::VHeat::save_onnx) ([`onnx`]).
 //!
 //! Loading is strict by default: a missing key, an unused key or a shape mismatch is an
 //! [`Error::CheckpointMismatch`](crate::Error::CheckpointMismatch) listing all of them, and the
@@ -30,6 +32,7 @@ mod export;
 mod guard;
 mod keys;
 mod load;
+pub mod onnx;
 mod pickle;
 mod pth;
 
@@ -38,3 +41,4 @@ pub use convert::{convert, load_any, save_any, CheckpointFormat};
 pub use export::export_key_rules;
 pub use keys::{key_rules, map_key};
 pub use load::{load_pytorch_into, load_safetensors_into, LoadOptions, StateDictKey};
+pub use onnx::OnnxOptions;
