@@ -5,6 +5,8 @@
 //! scale, a square and a non-square size, batch 1 and 3 from the same file (the batch is
 //! symbolic), the backbone variant's stage maps with output norms; and the errors: a size the
 //! model cannot take, a training-mode export, an unwritable path — none leaving a file.
+#![cfg(feature = "cli")]
+
 mod common;
 #[path = "common/onnx_runtime.rs"]
 mod onnx_runtime;
