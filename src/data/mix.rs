@@ -23,7 +23,6 @@ use crate::error::{Error, Result};
 /// values: `mixup_alpha` 0.8, `cutmix_alpha` 1.0, `prob` 1.0, `switch_prob` 0.5, label
 /// smoothing 0.1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct MixupConfig {
     /// Beta parameter of Mixup's λ; 0 turns Mixup off.
     pub mixup_alpha: f64,

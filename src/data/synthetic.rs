@@ -31,7 +31,6 @@ pub const SHAPE_CLASSES: [&str; 8] = [
 
 /// Settings of a [`SyntheticShapes`] dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct ShapesConfig {
     /// Side of the square images, in pixels (at least 16).
     pub image_size: usize,

@@ -199,7 +199,6 @@ fn centre_offset(size: u32, crop: u32) -> u32 {
 /// [`resize`](Self::resize) (`int(256/224 · S)` by default), centre crop `S × S`, ImageNet
 /// normalisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct EvalTransform {
     /// The crop side `S` (the network's input).
     pub size: u32,
@@ -269,7 +268,6 @@ impl EvalTransform {
 /// horizontal flip with probability `flip` — torchvision's `RandomResizedCrop` sampling rule
 /// (10 tries, then a centre crop), as timm's training transform uses it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
 pub struct TrainTransform {
     /// Output side.
     pub size: u32,

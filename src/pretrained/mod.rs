@@ -66,7 +66,6 @@ pub struct Reported {
 
 /// Evaluation preprocessing of a classifier, in the manner of timm's pretrained configs.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
 pub struct Preprocess {
     /// The network's input side in pixels.
     pub input_size: u32,

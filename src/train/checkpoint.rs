@@ -12,7 +12,6 @@ use crate::vheat::{VHeat, VHeatConfig};
 
 /// What a checkpoint's JSON file holds besides the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct CheckpointMeta {
     /// The model's configuration (its `num_classes` matches `classes`).
     pub config: VHeatConfig,

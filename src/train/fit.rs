@@ -27,17 +27,16 @@ use crate::vheat::VHeat;
 /// AdamW (β 0.9/0.999, ε 1e-8), weight decay 0.05 on weights only, linear warm-up then cosine,
 /// label smoothing 0.1, gradient clipping at global norm 5.
 ///
-/// Fields are added as the recipe grows (the struct is `#[non_exhaustive]`): start from
-/// [`TrainingConfig::default`] and set the fields to change.
+/// Fields are added as the recipe grows, each with a default: build it from
+/// [`TrainingConfig::default`] (struct update syntax or assignments), which keeps compiling
+/// when fields are added.
 ///
 /// ```
-/// let mut recipe = vheat::train::TrainingConfig::default();
-/// recipe.epochs = 3;
-/// recipe.batch_size = 16;
+/// use vheat::train::TrainingConfig;
+/// let recipe = TrainingConfig { epochs: 3, batch_size: 16, ..TrainingConfig::default() };
 /// assert!(recipe.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct TrainingConfig {
     /// Number of passes over the training set.
     pub epochs: usize,
@@ -187,7 +186,6 @@ impl TrainingConfig {
 
 /// Where and how [`fit`] runs.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct FitOptions {
     /// Folder of the run: burn-train's logs and the per-epoch checkpoints
     /// (`checkpoint/{model,optim,scheduler}-EPOCH.bpk`) go here.

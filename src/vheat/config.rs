@@ -40,7 +40,6 @@ fn default_mlp_ratio() -> f64 {
 /// Burn config); the inherent [`VHeatConfig::load`] also validates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawConfig")]
-#[non_exhaustive]
 pub struct VHeatConfig {
     /// Number of heat blocks per stage.
     pub depths: Vec<usize>,

@@ -27,7 +27,6 @@ pub enum StateDictKey {
 
 /// How to load a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct LoadOptions {
     /// Where the state dict sits in a `.pth` (ignored for safetensors).
     pub key: StateDictKey,

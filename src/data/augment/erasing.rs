@@ -16,7 +16,6 @@ pub enum EraseMode {
 
 /// timm's `RandomErasing` with one box.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
 pub struct RandomErasing {
     /// Probability of erasing anything at all.
     pub probability: f64,

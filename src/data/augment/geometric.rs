@@ -135,7 +135,6 @@ pub fn rotate(img: &RgbImage, degrees: f64, filter: Resample, fill: [u8; 3]) -> 
 /// The `light` policy's warp parameters: uniform random translation, isotropic scale and
 /// rotation, applied about the image centre in one inverse-affine resampling.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
 pub struct LightWarp {
     /// Largest shift along each axis, as a fraction of that side (default `1/16`).
     pub translate: f64,

@@ -93,7 +93,6 @@ impl FromStr for AugmentPolicy {
 /// ([`AugmentPolicy::config`]) and change fields; [`validate`](Self::validate) (or
 /// [`Augment::new`]) checks them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct AugmentConfig {
     /// The geometric stage (see the module docs): resize, light warp or random resized crop.
     pub policy: AugmentPolicy,

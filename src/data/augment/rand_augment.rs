@@ -348,7 +348,6 @@ impl fmt::Display for RandOp {
 /// A parsed RandAugment spec (`rand-m9-mstd0.5-inc1`), with timm's defaults for what the string
 /// leaves out: magnitude 10, 2 operations, no noise, probability ½, the non-increasing list.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct RandAugment {
     /// The operations drawn from (uniformly, with replacement).
     pub ops: Vec<RandOp>,
