@@ -1,13 +1,18 @@
 //! The recipes: the paper's reference recipe end to end on a small ImageNet-shaped folder
 //! (every piece active: RandAugment, RandomErasing, Mixup/CutMix, EMA, accumulation), its
-//! numbers, the automatic defaults, and contradictory options refused before training.
+//! numbers, the automatic defaults, and contradictory options refused before training. The recipe decisions are library functions
+//! ([`vheat::train::RecipeOverrides`], [`vheat::train::starting_model`],
+//! [`vheat::train::FitReport::best_epoch`]), tested here without the command line.
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use vheat::cli::train::{train, TrainArgs};
 use vheat::data::{save_png, AugmentPolicy, ShapesConfig, SyntheticShapes};
-use vheat::train::{load_checkpoint, TrainingConfig};
+use vheat::train::{
+    load_checkpoint, small_config, EpochRecord, FitReport, RecipeChoice, RecipeKind,
+    RecipeOverrides, TrainingConfig,
+};
 use vheat::VHeatConfig;
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -158,4 +163,79 @@ fn contradictory_options_are_typed_errors_before_training() {
         assert!(!out.join("checkpoint").exists(), "{bad:?} started training");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn overrides_go_on_top_of_the_chosen_recipe() {
+    let model = VHeatConfig::tiny().with_num_classes(3);
+    let none = RecipeOverrides::default();
+    let auto = none
+        .folder_recipe(RecipeChoice::Auto, false, &model, 32, 100)
+        .unwrap();
+    assert_eq!(auto.kind, RecipeKind::FromScratch);
+    assert_eq!(auto.config, TrainingConfig::from_scratch(32, 100).config);
+    let tune = none
+        .folder_recipe(RecipeChoice::Auto, true, &model, 32, 100)
+        .unwrap();
+    assert_eq!(tune.kind, RecipeKind::FineTune);
+    // The reference recipe at 4 x 2 images per step, with flags on top.
+    let flags = RecipeOverrides {
+        batch: Some(4),
+        accum: Some(2),
+        lr: Some(0.5e-3),
+        epochs: Some(3),
+        hflip: Some(0.25),
+        cutmix: Some(0.0),
+        ema: Some(0.0),
+        ..RecipeOverrides::default()
+    };
+    let r = flags
+        .folder_recipe(RecipeChoice::Reference, false, &model, 32, 100)
+        .unwrap();
+    assert_eq!(r.kind, RecipeKind::Reference);
+    let c = r.config;
+    assert_eq!((c.batch_size, c.grad_accumulation, c.epochs), (4, 2, 3));
+    assert_eq!(c.lr, 0.5e-3);
+    assert_eq!(c.augment.hflip, 0.25);
+    let m = c.mixup.expect("Mixup stays on with CutMix off");
+    assert_eq!((m.mixup_alpha, m.cutmix_alpha), (0.8, 0.0));
+    assert_eq!(c.ema_decay, None);
+    // Both alphas 0: no batch mixing at all.
+    let off = RecipeOverrides {
+        mixup: Some(0.0),
+        cutmix: Some(0.0),
+        ..RecipeOverrides::default()
+    };
+    let r = off
+        .folder_recipe(RecipeChoice::Reference, false, &model, 32, 100)
+        .unwrap();
+    assert_eq!(r.config.mixup, None);
+    // The synthetic recipe takes the same overrides.
+    let s = flags.synthetic_recipe(6, 2e-3);
+    assert_eq!((s.epochs, s.batch_size, s.lr), (3, 4, 0.5e-3));
+}
+
+#[test]
+fn the_best_epoch_is_the_highest_accuracy_and_the_earliest_on_a_tie() {
+    let record = |epoch, acc, ema| EpochRecord {
+        epoch,
+        valid_accuracy: Some(acc),
+        ema_valid_accuracy: ema,
+        ..EpochRecord::default()
+    };
+    let report = FitReport {
+        model: small_config(32, 2).init(&burn::prelude::Device::default()),
+        epochs: vec![
+            record(1, 50.0, Some(40.0)),
+            record(2, 75.0, Some(60.0)),
+            record(3, 75.0, Some(70.0)),
+            record(4, 60.0, None),
+        ],
+        resumed_from: 0,
+        elapsed: std::time::Duration::ZERO,
+        ema: None,
+        ema_accuracy: None,
+    };
+    assert_eq!(report.best_epoch(), Some((75.0, 2)));
+    assert_eq!(report.best_ema_epoch(), Some((70.0, 3)));
 }

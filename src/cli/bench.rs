@@ -233,7 +233,7 @@ pub fn time_train_step(
 /// The network of the README's first command (`vheat train` on the synthetic shapes):
 /// depths 1-1-2-1, widths 16…128, pre-norm, 10 classes, at `size`².
 pub fn main_job_config(size: usize) -> VHeatConfig {
-    super::train::small_config(size, 10)
+    crate::train::small_config(size, 10)
 }
 
 fn print_json(args: &BenchArgs, label: &str, t: &Timing) {

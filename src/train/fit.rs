@@ -255,6 +255,17 @@ impl FitReport {
         self.epochs.last().and_then(|e| e.valid_accuracy)
     }
 
+    /// The epoch of this run whose validation accuracy was highest (the earliest on a tie),
+    /// with that accuracy in percent; `None` when nothing was validated.
+    pub fn best_epoch(&self) -> Option<(f64, usize)> {
+        best_of(&self.epochs, |e| e.valid_accuracy)
+    }
+
+    /// As [`best_epoch`](Self::best_epoch), for the model EMA's validation accuracy.
+    pub fn best_ema_epoch(&self) -> Option<(f64, usize)> {
+        best_of(&self.epochs, |e| e.ema_valid_accuracy)
+    }
+
     /// The EMA's validation accuracy of every epoch of this run that has one, in epoch order, in
     /// percent (empty without an EMA).
     pub fn ema_accuracy_per_epoch(&self) -> Vec<f64> {
@@ -301,6 +312,20 @@ impl FitReport {
             _ => &self.model,
         }
     }
+}
+
+/// The highest `metric` over `epochs` (the earliest epoch on a tie) and its epoch.
+fn best_of(
+    epochs: &[EpochRecord],
+    metric: impl Fn(&EpochRecord) -> Option<f64>,
+) -> Option<(f64, usize)> {
+    epochs
+        .iter()
+        .filter_map(|e| metric(e).map(|a| (a, e.epoch)))
+        .fold(None, |best, x| match best {
+            Some(b) if b.0 >= x.0 => Some(b),
+            _ => Some(x),
+        })
 }
 
 /// The newest epoch whose model, optimizer and scheduler checkpoints all exist in

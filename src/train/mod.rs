@@ -17,7 +17,10 @@
 //! its loss, which implements burn-train's `TrainStep`/`InferenceStep`), builds the data
 //! loaders, and runs `SupervisedTraining` on one device or data-parallel on several, printing
 //! progress with a [`ProgressPrinter`]. [`save_checkpoint`]/[`load_checkpoint`] keep a trained
-//! model with its class names and preprocessing.
+//! model with its class names and preprocessing. The decisions a trainer makes before and after
+//! [`fit`] are library functions too: the recipe with a user's [`RecipeOverrides`] on top
+//! (validated), the model a run starts from ([`starting_model`]), the best epoch and the better
+//! of the raw model and its EMA ([`FitReport::best_epoch`], [`FitReport::best_of_raw_and_ema`]).
 //!
 //! ```no_run
 //! use burn::prelude::*;
@@ -50,6 +53,7 @@ mod optim;
 mod progress;
 mod recipe;
 mod schedule;
+mod start;
 mod validation_output;
 
 pub use checkpoint::{
@@ -69,6 +73,10 @@ pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, ModelChoice, Traini
 pub use fused_adamw::FusedAdamW;
 pub use optim::{adamw_for, clip_grad_norm, DecayGroups};
 pub use progress::{EpochRecord, ProgressPrinter};
-pub use recipe::{ChosenRecipe, RecipeKind, SMALL_IMAGE_SIDE};
+pub use recipe::{
+    describe_mixing_and_ema, ChosenRecipe, RecipeChoice, RecipeKind, RecipeOverrides,
+    SMALL_IMAGE_SIDE,
+};
 pub use schedule::WarmupCosineLr;
+pub use start::{native_side, small_config, starting_model, StartingModel};
 pub use validation_output::ValidationOutput;
