@@ -1,6 +1,7 @@
 //! The recipes: the paper's reference recipe end to end on a small ImageNet-shaped folder
 //! (every piece active: RandAugment, RandomErasing, Mixup/CutMix, EMA, accumulation), its
-//! numbers, the automatic defaults, and contradictory options refused before training. The recipe decisions are library functions
+//! numbers, the automatic defaults, and contradictory options refused before training,
+//! whatever the data source. The recipe decisions are library functions
 //! ([`vheat::train::RecipeOverrides`], [`vheat::train::starting_model`],
 //! [`vheat::train::FitReport::best_epoch`]), tested here without the command line.
 
@@ -8,10 +9,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use vheat::cli::train::{train, TrainArgs};
+use vheat::data::ImageFolder;
 use vheat::data::{save_png, AugmentPolicy, ShapesConfig, SyntheticShapes};
 use vheat::train::{
-    load_checkpoint, small_config, EpochRecord, FitReport, RecipeChoice, RecipeKind,
-    RecipeOverrides, TrainingConfig,
+    load_checkpoint, save_checkpoint, small_config, starting_model, CheckpointMeta, EpochRecord,
+    FitReport, RecipeChoice, RecipeKind, RecipeOverrides, TrainingConfig,
 };
 use vheat::VHeatConfig;
 
@@ -166,6 +168,32 @@ fn contradictory_options_are_typed_errors_before_training() {
 }
 
 #[test]
+fn bad_recipe_flags_are_typed_errors_on_the_synthetic_data_too() {
+    let dir = temp_dir("bad-synthetic");
+    let out = dir.join("run");
+    let o = out.to_str().unwrap();
+    for bad in [
+        vec!["--reprob", "2", "--out", o],
+        vec!["--hflip", "5", "--out", o],
+        vec!["--scale", "2,1", "--out", o],
+        vec!["--aug", "weird", "--out", o],
+        vec!["--rand-augment", "garbage", "--out", o],
+        vec!["--mixup=-1", "--out", o],
+        vec!["--cutmix", "nan", "--out", o],
+    ] {
+        let Err(err) = train(&args(&bad)) else {
+            panic!("{bad:?} was accepted");
+        };
+        assert!(
+            matches!(err, vheat::Error::InvalidConfig(_)),
+            "{bad:?}: {err}"
+        );
+        assert!(!out.exists(), "{bad:?} touched the output folder");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn overrides_go_on_top_of_the_chosen_recipe() {
     let model = VHeatConfig::tiny().with_num_classes(3);
     let none = RecipeOverrides::default();
@@ -211,8 +239,9 @@ fn overrides_go_on_top_of_the_chosen_recipe() {
         .unwrap();
     assert_eq!(r.config.mixup, None);
     // The synthetic recipe takes the same overrides.
-    let s = flags.synthetic_recipe(6, 2e-3);
+    let s = flags.synthetic_recipe(6, 2e-3, 8).unwrap();
     assert_eq!((s.epochs, s.batch_size, s.lr), (3, 4, 0.5e-3));
+    assert!(flags.sets_augmentation());
 }
 
 #[test]
@@ -238,4 +267,38 @@ fn the_best_epoch_is_the_highest_accuracy_and_the_earliest_on_a_tie() {
     };
     assert_eq!(report.best_epoch(), Some((75.0, 2)));
     assert_eq!(report.best_ema_epoch(), Some((70.0, 3)));
+}
+
+#[test]
+fn fine_tuning_sizes_are_checked_as_from_scratch() {
+    let dir = temp_dir("tune-size");
+    let data = dir.join("data");
+    write_folder(&data);
+    let d = burn::prelude::Device::default();
+    let config = small_config(32, 3);
+    let from = dir.join("base.bpk");
+    let meta = CheckpointMeta {
+        config: config.clone(),
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        image_size: 32,
+        crop_pct: 1.0,
+    };
+    save_checkpoint(&config.init(&d), &meta, &from).unwrap();
+    let folder = ImageFolder::open(data.join("train")).unwrap();
+    let no_pth = || unreachable!("not a .pth");
+    for size in [1, 7, 16, 31] {
+        let err = starting_model(Some(&from), no_pth, Some(size), 0, &folder, &d).unwrap_err();
+        assert!(
+            matches!(err, vheat::Error::InvalidConfig(_)),
+            "{size}: {err}"
+        );
+        let err = starting_model(None, no_pth, Some(size), 0, &folder, &d).unwrap_err();
+        assert!(
+            matches!(err, vheat::Error::InvalidConfig(_)),
+            "{size}: {err}"
+        );
+    }
+    let start = starting_model(Some(&from), no_pth, Some(64), 0, &folder, &d).unwrap();
+    assert_eq!((start.size, start.config.num_classes), (64, 3));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -284,6 +284,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "main-job" => main_job_config(height.max(width)),
         name => resolve_config(name)?,
     };
+    config.check_memory(args.batch, height.max(width), args.step == BenchStep::Train)?;
     let dtype = FloatDType::from(args.dtype);
     if args.step == BenchStep::Train {
         return run_train_step(&args, &config, &device, [height, width]);

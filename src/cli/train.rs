@@ -16,6 +16,7 @@
 //! in [`TrainArgs::overrides`] (a recipe flag) or read it in [`train`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::data::dataset::Dataset;
@@ -28,9 +29,9 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::train::{
-    describe_mixing_and_ema, fit, meta_path, save_checkpoint, small_config, starting_model,
-    CheckpointMeta, FitOptions, FitReport, ModelChoice, RecipeChoice, RecipeOverrides,
-    StartingModel,
+    describe_mixing_and_ema, fit, meta_path, refuse_overwriting_inputs, save_checkpoint,
+    small_config, starting_model, CheckpointMeta, FitOptions, FitReport, ModelChoice, RecipeChoice,
+    RecipeOverrides, RunLock, StartingModel,
 };
 
 /// Arguments of `vheat train` (and of `examples/train.rs`).
@@ -119,8 +120,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub ema_warmup: bool,
 
-    /// Skip an image that cannot be read during training (reported with its path and counted)
-    /// instead of stopping the run with an error.
+    /// Leave out the training and validation images that do not decode (every image is
+    /// decoded once before training; each one left out is reported with its path) instead of
+    /// stopping with an error; an image that fails later, mid-epoch, is skipped too.
     #[arg(long)]
     pub skip_bad_images: bool,
 
@@ -166,7 +168,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "F", default_value_t = 0.2)]
     pub val_fraction: f64,
 
-    /// Start from our checkpoint (NAME.bpk + NAME.json) or a reference .pth (its classifier is
+    /// Start from our checkpoint (NAME.bpk + NAME.json) or a reference .pth or .safetensors (its classifier is
     /// replaced by a new one for the folder's classes); only with --data.
     #[arg(long, value_name = "PATH", requires = "data")]
     pub from: Option<PathBuf>,
@@ -284,12 +286,55 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             .join(", ")
     );
     let weights = args.out.join("model.bpk");
-    let options = FitOptions::new(&args.out, device.clone())
+    let ema_weights = args.out.join("model_ema.bpk");
+    let mut options = FitOptions::new(&args.out, device.clone())
         .with_devices(devices.clone())
         .with_resume(args.resume);
 
     let (report, meta) = if let Some(dir) = &args.data {
-        let (train, val) = ImageFolder::open_split(dir, args.val_fraction, args.seed)?;
+        let (train, val) = ImageFolder::list_split(dir, args.val_fraction, args.seed)?;
+        if let Some(from) = &args.from {
+            let from_meta = meta_path(from);
+            let mut inputs = vec![
+                (from.as_path(), "the --from checkpoint"),
+                (from_meta.as_path(), "the --from checkpoint's configuration"),
+            ];
+            let config_file = args.config.as_deref().map(Path::new);
+            if let Some(c) = config_file.filter(|c| c.is_file()) {
+                inputs.push((c, "the --config file"));
+            }
+            refuse_overwriting_inputs(&weights, &inputs)?;
+            refuse_overwriting_inputs(&ema_weights, &inputs)?;
+        }
+        // Every image decoded once before the first step, training and validation alike.
+        let checking = Instant::now();
+        let (train, bad_train) = train.decoded(args.skip_bad_images)?;
+        let (val, bad_val) = val.decoded(args.skip_bad_images)?;
+        for bad in bad_train.iter().chain(&bad_val) {
+            eprintln!("skipped: {bad}");
+        }
+        println!(
+            "checked {} images in {:.1} s{}",
+            train.len() + val.len() + bad_train.len() + bad_val.len(),
+            checking.elapsed().as_secs_f64(),
+            if bad_train.len() + bad_val.len() > 0 {
+                format!(
+                    "; left out {} training and {} validation images that do not decode",
+                    bad_train.len(),
+                    bad_val.len()
+                )
+            } else {
+                String::new()
+            }
+        );
+        options = options.with_data_identity(format!(
+            "{} (classes {:?}, {} training and {} validation images, validation fraction {})",
+            dir.display(),
+            train.classes,
+            train.len(),
+            val.len(),
+            args.val_fraction
+        ));
         println!(
             "data: {} ({} classes, {} training and {} validation images)",
             dir.display(),
@@ -327,6 +372,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             println!("recipe: {why}");
         }
         let recipe = chosen.config;
+        config.check_memory(recipe.batch_size, size, true)?;
         for line in describe_mixing_and_ema(&recipe) {
             println!("{line}");
         }
@@ -354,6 +400,9 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             size as u32,
             recipe.eval_crop_pct,
         ));
+        // Everything is checked: the folder is this run's from here until the final model is
+        // written (the lock lives in `options`).
+        options = options.with_run_lock(Arc::new(RunLock::acquire(&args.out)?));
         let report = fit(model, train_set, val_set, &recipe, &options)?;
         let n_skipped = skipped.load(std::sync::atomic::Ordering::Relaxed);
         if n_skipped > 0 {
@@ -379,8 +428,22 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             return Ok(None);
         }
         let config = small_config(size, SyntheticShapes::num_classes());
+        let overrides = args.overrides();
+        let recipe = overrides.synthetic_recipe(6, 2e-3, SyntheticShapes::num_classes())?;
+        config.check_memory(recipe.batch_size, size, true)?;
         let model = config.init_seeded(&device, args.seed)?;
-        let recipe = args.overrides().synthetic_recipe(6, 2e-3);
+        if overrides.sets_augmentation() {
+            println!(
+                "note: --aug, --scale, --hflip, --rand-augment and --reprob shape image-folder \
+                 training (--data); the synthetic shapes are drawn fresh and not augmented"
+            );
+        }
+        options = options.with_data_identity(format!(
+            "synthetic shapes {size}x{size}, {} training and {} validation images, seed {}",
+            train.len(),
+            valid.len(),
+            args.seed
+        ));
         for line in describe_mixing_and_ema(&recipe) {
             println!("{line}");
         }
@@ -399,6 +462,9 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             recipe.batch_size,
             recipe.lr
         );
+        // Everything is checked: the folder is this run's from here until the final model is
+        // written (the lock lives in `options`).
+        options = options.with_run_lock(Arc::new(RunLock::acquire(&args.out)?));
         let report = fit(model, train, valid, &recipe, &options)?;
         let meta = CheckpointMeta {
             config,
@@ -410,7 +476,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
     };
     save_checkpoint(&report.model, &meta, &weights)?;
     if let Some(ema) = &report.ema {
-        save_checkpoint(ema, &meta, args.out.join("model_ema.bpk"))?;
+        save_checkpoint(ema, &meta, &ema_weights)?;
     }
     Ok(Some(TrainOutcome {
         report,

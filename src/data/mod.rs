@@ -47,7 +47,7 @@ pub use io::{
 };
 pub use mix::{cutmix_box, mixup_target, CutBox, MixDraw, MixupBatcher, MixupConfig};
 pub use rng::SplitMix64;
-pub use synthetic::{ShapesConfig, SyntheticShapes, SHAPE_CLASSES};
+pub use synthetic::{ShapesConfig, SyntheticShapes, MAX_SYNTHETIC_IMAGES, SHAPE_CLASSES};
 pub use transform::{
     normalize_rgb, normalize_rgb8, resize_bicubic_pil, short_side_size, EvalTransform,
     TrainTransform, IMAGENET_MEAN, IMAGENET_STD,

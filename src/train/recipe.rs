@@ -358,23 +358,38 @@ impl RecipeOverrides {
         Ok(())
     }
 
-    /// The recipe of a run on the built-in synthetic shapes: the library defaults with one
-    /// epoch of warm-up, batch 64, `default_epochs` and `default_lr` unless overridden, and the
-    /// optimisation overrides (epochs, batch, accumulation, learning rate, workers, seed, EMA;
-    /// a decay of 0 or less is no EMA, one above 1 is an error when training starts).
-    pub fn synthetic_recipe(&self, default_epochs: usize, default_lr: f64) -> TrainingConfig {
-        TrainingConfig {
-            epochs: self.epochs.unwrap_or(default_epochs),
-            batch_size: self.batch.unwrap_or(64),
-            grad_accumulation: self.accum.unwrap_or(1),
-            lr: self.lr.unwrap_or(default_lr),
+    /// The recipe of a run on the built-in synthetic shapes (`num_classes` classes): the
+    /// library defaults with one epoch of warm-up, batch 64, `default_epochs` and `default_lr`,
+    /// then every override on top, validated like a folder's.
+    ///
+    /// # Errors
+    /// As [`folder_recipe`](Self::folder_recipe).
+    pub fn synthetic_recipe(
+        &self,
+        default_epochs: usize,
+        default_lr: f64,
+        num_classes: usize,
+    ) -> Result<TrainingConfig> {
+        let mut recipe = TrainingConfig {
+            epochs: default_epochs,
+            lr: default_lr,
             warmup_epochs: 1.0,
-            num_workers: self.workers.unwrap_or(1),
-            seed: self.seed.unwrap_or(0),
-            ema_decay: self.ema.filter(|d| *d > 0.0),
-            ema_warmup: self.ema_warmup,
+            num_workers: 1,
             ..TrainingConfig::default()
-        }
+        };
+        self.apply(&mut recipe, num_classes)?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// True when an augmentation override is given (they shape image-folder training only:
+    /// the synthetic shapes are drawn fresh and not augmented).
+    pub fn sets_augmentation(&self) -> bool {
+        self.aug.is_some()
+            || self.scale.is_some()
+            || self.hflip.is_some()
+            || self.rand_augment.is_some()
+            || self.reprob.is_some()
     }
 }
 

@@ -33,13 +33,14 @@ pub struct StartingModel {
 }
 
 /// The model to train on `train`'s classes: with `from`, that checkpoint's backbone (ours,
-/// `NAME.bpk` + `NAME.json`, or a reference `.pth`/`.pt`/`.bin` of configuration
+/// `NAME.bpk` + `NAME.json`, or a reference `.pth`/`.pt`/`.bin`/`.safetensors` of configuration
 /// `pth_config`) under a new classifier, at `size` or the checkpoint's side; without, a fresh
 /// [`small_config`] model seeded with `seed`, at `size` or [`native_side`].
 ///
 /// # Errors
-/// The loaders' errors, naming the file; [`crate::Error::ImageRead`] when the native side is
-/// needed and the first image's header cannot be read.
+/// The loaders' errors, naming the file; [`crate::Error::InvalidConfig`] for a side the model
+/// cannot take (checked alike from scratch and fine-tuning); [`crate::Error::ImageRead`] when
+/// the native side is needed and the first image's header cannot be read.
 pub fn starting_model(
     from: Option<&Path>,
     pth_config: impl FnOnce() -> Result<VHeatConfig>,
@@ -64,7 +65,7 @@ pub fn starting_model(
     };
     let is_pth = from
         .extension()
-        .is_some_and(|e| e == "pth" || e == "pt" || e == "bin");
+        .is_some_and(|e| e == "pth" || e == "pt" || e == "bin" || e == "safetensors");
     let pretrained = if is_pth {
         Pretrained::Pytorch(from.to_path_buf(), pth_config()?)
     } else {
@@ -72,6 +73,9 @@ pub fn starting_model(
     };
     let (model, config) = pretrained_for_fine_tuning(&pretrained, classes, device)?;
     let size = size.unwrap_or(config.img_size);
+    // The side is checked as for a model built at it: a size the network cannot take would
+    // train, then be refused by every reader of the checkpoint.
+    config.clone().with_img_size(size).validate()?;
     Ok(StartingModel {
         model,
         config,
