@@ -168,8 +168,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "F", default_value_t = 0.2)]
     pub val_fraction: f64,
 
-    /// Start from our checkpoint (NAME.bpk + NAME.json) or a reference .pth or .safetensors (its classifier is
-    /// replaced by a new one for the folder's classes); only with --data.
+    /// Start from our checkpoint (NAME.bpk + NAME.json) or a reference .pth or .safetensors
+    /// (its classifier is replaced by a new one for the folder's classes); only with --data.
     #[arg(long, value_name = "PATH", requires = "data")]
     pub from: Option<PathBuf>,
 
