@@ -350,7 +350,7 @@ pub enum Error {
     /// epoch, so the last good checkpoint is the newest one kept.
     #[error(
         "training diverged: the loss is {loss} at epoch {epoch}, iteration {iteration} \
-         (learning rate {lr}); stopped, the checkpoints of earlier epochs are kept \
+         (learning rate {lr:e}); stopped, the checkpoints of earlier epochs are kept \
          (try a smaller --lr)"
     )]
     Diverged {
