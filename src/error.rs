@@ -327,6 +327,83 @@ pub enum Error {
     /// provide it.
     #[error("not supported: {0}")]
     Unsupported(String),
+
+    /// A training run cannot use its output folder: it is a file, another run holds it, or it
+    /// cannot be created or locked.
+    #[error("cannot use {path} as the run's output folder: {reason}")]
+    RunFolder {
+        /// The folder (`--out`).
+        path: PathBuf,
+        /// Why not (for a lock, which process holds it).
+        reason: String,
+    },
+
+    /// `--resume` found checkpoints that another run wrote (another model, data, seed or
+    /// recipe); nothing was trained or changed.
+    #[error(
+        "cannot resume from {path}: its checkpoints belong to another run ({differences}); \
+         resume with the same settings, or train into another --out"
+    )]
+    ForeignCheckpoints {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// What differs, `; `-separated.
+        differences: String,
+    },
+
+    /// The training loss became NaN or infinite; the run stopped before checkpointing the
+    /// epoch, so the last good checkpoint is the newest one kept.
+    #[error(
+        "training diverged: the loss is {loss} at epoch {epoch}, iteration {iteration} \
+         (learning rate {lr:e}); stopped, the checkpoints of earlier epochs are kept \
+         (try a smaller --lr)"
+    )]
+    Diverged {
+        /// The epoch, from 1.
+        epoch: usize,
+        /// The iteration within the epoch, from 1.
+        iteration: usize,
+        /// The learning rate of that iteration (NaN when it was not reported).
+        lr: f64,
+        /// The loss value.
+        loss: f64,
+    },
+
+    /// A request needs more memory than the limit allows (see
+    /// [`crate::vheat::MemoryEstimate`]); nothing was allocated.
+    #[error(
+        "{what} needs about {needed}, above the memory limit of {limit}; a smaller size, \
+         batch or model fits, or set VHEAT_MEMORY_LIMIT (e.g. 32G) to allow more"
+    )]
+    MemoryLimit {
+        /// What was asked for.
+        what: String,
+        /// The estimate and its parts.
+        needed: String,
+        /// The limit.
+        limit: String,
+    },
+
+    /// A download was refused before or during the transfer (too large for the checkpoint, or
+    /// for the disk); its partial file was removed.
+    #[error("download of {url} refused: {reason}; the partial file was removed")]
+    DownloadRefused {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A command would write over one of its own inputs.
+    #[error(
+        "refusing to write {path}: it is an input of this command ({what}); choose another output"
+    )]
+    OutputIsInput {
+        /// The output that is also an input.
+        path: PathBuf,
+        /// Which input it is.
+        what: String,
+    },
 }
 
 /// Shorthand for `Result<T, vheat::Error>`.

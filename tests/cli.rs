@@ -331,6 +331,30 @@ fn convert_pth_to_bpk_keeps_the_reference_outputs() {
 }
 
 #[test]
+fn convert_refuses_to_write_over_its_config_file() {
+    let dir = unique_temp_dir("cli-convert-config");
+    let config = fixture_config("micro_tiny.json");
+    let config_path = dir.join("my.json");
+    let text = serde_json::to_string(&config).unwrap();
+    std::fs::write(&config_path, &text).unwrap();
+    // my.bpk's metadata would be my.json: the configuration the command was given.
+    let args = ConvertArgs::try_parse_from([
+        "convert".as_ref(),
+        fixture("micro_tiny.pth").as_os_str(),
+        dir.join("my.bpk").as_os_str(),
+        "--config".as_ref(),
+        config_path.as_os_str(),
+    ])
+    .unwrap();
+    let err = vheat::cli::convert::run(args).unwrap_err();
+    assert!(matches!(err, Error::OutputIsInput { .. }), "{err}");
+    assert!(err.to_string().contains("my.json"), "{err}");
+    assert_eq!(std::fs::read_to_string(&config_path).unwrap(), text);
+    assert!(!dir.join("my.bpk").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn train_one_tiny_epoch_end_to_end_then_classify() {
     let dir = unique_temp_dir("cli-train");
     let out = dir.join("run");
@@ -403,4 +427,46 @@ fn the_binary_helps_and_reports_errors_without_panicking() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&bad.stderr).contains("panicked"));
+
+    // Issue 28: an --out that is a file (case 7) and absurd dataset sizes (case 8) are typed
+    // errors (status 1), not panics (status 101).
+    let dir = unique_temp_dir("cli-bin-errors");
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"keep").unwrap();
+    let runs: [&[&str]; 2] = [
+        &["train", "--epochs", "1", "--out", file.to_str().unwrap()],
+        &["train", "--train-images", "18446744073709551615"],
+    ];
+    for args in runs {
+        let run = Process::new(bin).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+    // Case 10: sizes beyond the memory limit are refused before anything is allocated.
+    for args in [
+        &["info", "--config", "tiny", "--size", "8192"][..],
+        &[
+            "train",
+            "--batch",
+            "1000000000",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &["bench", "--config", "tiny", "--size", "20000"],
+    ] {
+        let run = Process::new(bin)
+            .args(args)
+            .env("VHEAT_MEMORY_LIMIT", "1G")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("memory limit of 1.0 GiB"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

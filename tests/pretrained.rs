@@ -30,6 +30,10 @@ enum Behaviour {
     Drop { body: Vec<u8>, at: usize },
     /// Answer every request with this status and no body.
     Status(u16),
+    /// Announce no length and send zeros until the client hangs up (or 64 MiB).
+    Endless,
+    /// Announce this many bytes and send a few.
+    Claims(u64),
 }
 
 /// One request as the server saw it.
@@ -127,6 +131,21 @@ fn answer(stream: TcpStream, behaviour: &Behaviour) -> Option<Seen> {
         }
         Behaviour::Status(code) => {
             let _ = out.write_all(head(&format!("{code} Test"), 0, "").as_bytes());
+        }
+        Behaviour::Endless => {
+            let _ = out.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            let chunk = vec![0u8; 1 << 16];
+            for _ in 0..1024 {
+                if out.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        }
+        Behaviour::Claims(len) => {
+            let head =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+            let _ = out.write_all(head.as_bytes());
+            let _ = out.write_all(&[0u8; 4096]);
         }
     }
     let _ = out.flush();
@@ -466,4 +485,30 @@ fn an_unwritable_cache_is_an_error_naming_the_path() {
         other => panic!("expected CacheIo, got {other}"),
     }
     assert!(server.requests().is_empty());
+}
+
+/// Issue 28, case 9: a response without a length, or one that claims far more than a
+/// checkpoint can have, is refused by the size limit, and no partial file is kept.
+#[test]
+fn an_unbounded_or_oversized_response_is_refused_and_leaves_no_part_file() {
+    for (behaviour, tag) in [
+        (Behaviour::Endless, "endless"),
+        (Behaviour::Claims(1_000_000_000_000), "claims"),
+    ] {
+        let server = Server::start(behaviour);
+        let dir = unique_temp_dir(&format!("pretrained-{tag}"));
+        // A 1 MiB limit keeps the test small; the default is the model's own
+        // (`download_limit`, checked below).
+        let err = cache(&dir, &server)
+            .with_max_download(1 << 20)
+            .fetch_url(&server.url(), FILE, &config())
+            .unwrap_err();
+        assert!(matches!(err, Error::DownloadRefused { .. }), "{tag}: {err}");
+        assert!(listing(&dir).is_empty(), "{tag}: {:?}", listing(&dir));
+    }
+    // The default limit: a generous multiple of the weights, far below 10^12 bytes.
+    let limit = vheat::pretrained::download_limit(&VHeatConfig::base());
+    assert!(limit > 1 << 30 && limit < 4 << 30, "{limit}");
+    let free = vheat::pretrained::free_space(&std::env::temp_dir());
+    assert!(free.is_some_and(|f| f > 0), "{free:?}");
 }

@@ -1,6 +1,9 @@
 //! The recipes: the paper's reference recipe end to end on a small ImageNet-shaped folder
 //! (every piece active: RandAugment, RandomErasing, Mixup/CutMix, EMA, accumulation), its
-//! numbers, the automatic defaults, and contradictory options refused before training.
+//! numbers, the automatic defaults, and contradictory options refused before training,
+//! whatever the data source. The recipe decisions are library functions
+//! ([`vheat::train::RecipeOverrides`], [`vheat::train::starting_model`],
+//! [`vheat::train::FitReport::best_epoch`]), tested here without the command line.
 #![cfg(feature = "cli")]
 
 mod common;
@@ -9,8 +12,12 @@ use common::temp_dir;
 
 use clap::Parser;
 use vheat::cli::train::{train, TrainArgs};
+use vheat::data::ImageFolder;
 use vheat::data::{save_png, AugmentPolicy, ShapesConfig, SyntheticShapes};
-use vheat::train::{load_checkpoint, TrainingConfig};
+use vheat::train::{
+    load_checkpoint, save_checkpoint, small_config, starting_model, CheckpointMeta, EpochRecord,
+    FitReport, RecipeChoice, RecipeKind, RecipeOverrides, TrainingConfig,
+};
 use vheat::VHeatConfig;
 
 /// An ImageNet-shaped folder: `train/` and `val/`, one sub-folder per class, 48×40 RGB JPEG-free
@@ -153,5 +160,141 @@ fn contradictory_options_are_typed_errors_before_training() {
         );
         assert!(!out.join("checkpoint").exists(), "{bad:?} started training");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_recipe_flags_are_typed_errors_on_the_synthetic_data_too() {
+    let dir = temp_dir("bad-synthetic");
+    let out = dir.join("run");
+    let o = out.to_str().unwrap();
+    for bad in [
+        vec!["--reprob", "2", "--out", o],
+        vec!["--hflip", "5", "--out", o],
+        vec!["--scale", "2,1", "--out", o],
+        vec!["--aug", "weird", "--out", o],
+        vec!["--rand-augment", "garbage", "--out", o],
+        vec!["--mixup=-1", "--out", o],
+        vec!["--cutmix", "nan", "--out", o],
+    ] {
+        let Err(err) = train(&args(&bad)) else {
+            panic!("{bad:?} was accepted");
+        };
+        assert!(
+            matches!(err, vheat::Error::InvalidConfig(_)),
+            "{bad:?}: {err}"
+        );
+        assert!(!out.exists(), "{bad:?} touched the output folder");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn overrides_go_on_top_of_the_chosen_recipe() {
+    let model = VHeatConfig::tiny().with_num_classes(3);
+    let none = RecipeOverrides::default();
+    let auto = none
+        .folder_recipe(RecipeChoice::Auto, false, &model, 32, 100)
+        .unwrap();
+    assert_eq!(auto.kind, RecipeKind::FromScratch);
+    assert_eq!(auto.config, TrainingConfig::from_scratch(32, 100).config);
+    let tune = none
+        .folder_recipe(RecipeChoice::Auto, true, &model, 32, 100)
+        .unwrap();
+    assert_eq!(tune.kind, RecipeKind::FineTune);
+    // The reference recipe at 4 x 2 images per step, with flags on top.
+    let flags = RecipeOverrides {
+        batch: Some(4),
+        accum: Some(2),
+        lr: Some(0.5e-3),
+        epochs: Some(3),
+        hflip: Some(0.25),
+        cutmix: Some(0.0),
+        ema: Some(0.0),
+        ..RecipeOverrides::default()
+    };
+    let r = flags
+        .folder_recipe(RecipeChoice::Reference, false, &model, 32, 100)
+        .unwrap();
+    assert_eq!(r.kind, RecipeKind::Reference);
+    let c = r.config;
+    assert_eq!((c.batch_size, c.grad_accumulation, c.epochs), (4, 2, 3));
+    assert_eq!(c.lr, 0.5e-3);
+    assert_eq!(c.augment.hflip, 0.25);
+    let m = c.mixup.expect("Mixup stays on with CutMix off");
+    assert_eq!((m.mixup_alpha, m.cutmix_alpha), (0.8, 0.0));
+    assert_eq!(c.ema_decay, None);
+    // Both alphas 0: no batch mixing at all.
+    let off = RecipeOverrides {
+        mixup: Some(0.0),
+        cutmix: Some(0.0),
+        ..RecipeOverrides::default()
+    };
+    let r = off
+        .folder_recipe(RecipeChoice::Reference, false, &model, 32, 100)
+        .unwrap();
+    assert_eq!(r.config.mixup, None);
+    // The synthetic recipe takes the same overrides.
+    let s = flags.synthetic_recipe(6, 2e-3, 8).unwrap();
+    assert_eq!((s.epochs, s.batch_size, s.lr), (3, 4, 0.5e-3));
+    assert!(flags.sets_augmentation());
+}
+
+#[test]
+fn the_best_epoch_is_the_highest_accuracy_and_the_earliest_on_a_tie() {
+    let record = |epoch, acc, ema| EpochRecord {
+        epoch,
+        valid_accuracy: Some(acc),
+        ema_valid_accuracy: ema,
+        ..EpochRecord::default()
+    };
+    let report = FitReport {
+        model: small_config(32, 2).init(&burn::prelude::Device::default()),
+        epochs: vec![
+            record(1, 50.0, Some(40.0)),
+            record(2, 75.0, Some(60.0)),
+            record(3, 75.0, Some(70.0)),
+            record(4, 60.0, None),
+        ],
+        resumed_from: 0,
+        elapsed: std::time::Duration::ZERO,
+        ema: None,
+        ema_accuracy: None,
+    };
+    assert_eq!(report.best_epoch(), Some((75.0, 2)));
+    assert_eq!(report.best_ema_epoch(), Some((70.0, 3)));
+}
+
+#[test]
+fn fine_tuning_sizes_are_checked_as_from_scratch() {
+    let dir = temp_dir("tune-size");
+    let data = dir.join("data");
+    write_folder(&data);
+    let d = burn::prelude::Device::default();
+    let config = small_config(32, 3);
+    let from = dir.join("base.bpk");
+    let meta = CheckpointMeta {
+        config: config.clone(),
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        image_size: 32,
+        crop_pct: 1.0,
+    };
+    save_checkpoint(&config.init(&d), &meta, &from).unwrap();
+    let folder = ImageFolder::open(data.join("train")).unwrap();
+    let no_pth = || unreachable!("not a .pth");
+    for size in [1, 7, 16, 31] {
+        let err = starting_model(Some(&from), no_pth, Some(size), 0, &folder, &d).unwrap_err();
+        assert!(
+            matches!(err, vheat::Error::InvalidConfig(_)),
+            "{size}: {err}"
+        );
+        let err = starting_model(None, no_pth, Some(size), 0, &folder, &d).unwrap_err();
+        assert!(
+            matches!(err, vheat::Error::InvalidConfig(_)),
+            "{size}: {err}"
+        );
+    }
+    let start = starting_model(Some(&from), no_pth, Some(64), 0, &folder, &d).unwrap();
+    assert_eq!((start.size, start.config.num_classes), (64, 3));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -236,7 +236,7 @@ pub fn time_train_step(
 /// depths 1-1-2-1, widths 16…128, pre-norm, one class per synthetic shape
 /// ([`SHAPE_CLASSES`](crate::data::SHAPE_CLASSES)), at `size`².
 pub fn main_job_config(size: usize) -> VHeatConfig {
-    super::train::small_config(size, crate::data::SHAPE_CLASSES.len())
+    crate::train::small_config(size, crate::data::SHAPE_CLASSES.len())
 }
 
 fn print_json(args: &BenchArgs, label: &str, t: &Timing) {
@@ -287,6 +287,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "main-job" => main_job_config(height.max(width)),
         name => resolve_config(name)?,
     };
+    config.check_memory(args.batch, height.max(width), args.step == BenchStep::Train)?;
     let dtype = FloatDType::from(args.dtype);
     if args.step == BenchStep::Train {
         return run_train_step(&args, &config, &device, [height, width]);

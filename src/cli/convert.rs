@@ -12,7 +12,7 @@ use clap::Parser;
 use super::classify::reference_classes;
 use super::resolve_config;
 use crate::error::{Error, Result};
-use crate::train::{meta_path, save_checkpoint, CheckpointMeta};
+use crate::train::{meta_path, refuse_overwriting_inputs, save_checkpoint, CheckpointMeta};
 use crate::vheat::VHeatConfig;
 use crate::weights::{load_pytorch_into, load_safetensors_into, CheckpointFormat, LoadOptions};
 
@@ -87,6 +87,12 @@ pub fn import(args: &ConvertArgs, format: CheckpointFormat, config: VHeatConfig)
         CheckpointFormat::Safetensors => load_safetensors_into(&mut model, &args.input, &options)?,
         _ => load_pytorch_into(&mut model, &args.input, &options)?,
     };
+    let config_file = Path::new(&args.config);
+    let mut inputs = vec![(args.input.as_path(), "the checkpoint to convert")];
+    if config_file.is_file() {
+        inputs.push((config_file, "the --config file"));
+    }
+    refuse_overwriting_inputs(&args.output, &inputs)?;
     let classes = reference_classes(config.num_classes);
     let meta = CheckpointMeta {
         image_size: args.size.unwrap_or(config.img_size),

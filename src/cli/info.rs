@@ -42,8 +42,10 @@ pub struct Info {
 /// its MACs at `size × size`.
 ///
 /// # Errors
-/// [`Error::InvalidConfig`], [`Error::InputTooSmall`].
+/// [`Error::InvalidConfig`], [`Error::InputTooSmall`], [`Error::MemoryLimit`].
 pub fn info(config: VHeatConfig, size: usize) -> Result<Info> {
+    // The inference form is built at `size`: its tensors scale with it.
+    config.check_memory(1, size, false)?;
     let macs_ordinary = config.macs(size, size, Form::Ordinary)?;
     let macs_inference = config.macs(size, size, Form::Inference)?;
     let model = config.try_init(&Device::default())?;

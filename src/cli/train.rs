@@ -9,11 +9,14 @@
 //! vheat train --data DIR --from vheat_tiny.pth --config tiny
 //! ```
 //!
+//! The decisions live in [`crate::train`] (the recipe and its overrides, the starting model, the
+//! best of the raw model and its EMA); this file parses the flags, calls them and prints.
 //! To add a flag: add a documented field to [`TrainArgs`] (`#[arg(long, default_value_t = …)]`
-//! when it has one default, `Option<T>` when the default depends on the mode), then read it in
-//! [`recipe`], [`starting_model`] or [`run`].
+//! when it has one default, `Option<T>` when the default depends on the mode), then pass it on
+//! in [`TrainArgs::overrides`] (a recipe flag) or read it in [`train`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::data::dataset::Dataset;
@@ -22,15 +25,14 @@ use clap::Parser;
 
 use super::{device_by_name, resolve_config, BackendArgs};
 use crate::data::{
-    hstack, save_png, vstack, AugmentPolicy, EvalTransform, ImageFolder, ShapesConfig,
-    SyntheticShapes,
+    hstack, save_png, vstack, EvalTransform, ImageFolder, ShapesConfig, SyntheticShapes,
 };
 use crate::error::{Error, Result};
 use crate::train::{
-    fit, meta_path, pretrained_for_fine_tuning, save_checkpoint, CheckpointMeta, FitOptions,
-    FitReport, ModelChoice, Pretrained, TrainingConfig,
+    describe_mixing_and_ema, fit, meta_path, refuse_overwriting_inputs, save_checkpoint,
+    small_config, starting_model, CheckpointMeta, FitOptions, FitReport, ModelChoice, RecipeChoice,
+    RecipeOverrides, RunLock, StartingModel,
 };
-use crate::vheat::{VHeat, VHeatConfig};
 
 /// Arguments of `vheat train` (and of `examples/train.rs`).
 #[derive(Debug, Clone, Parser)]
@@ -119,8 +121,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub ema_warmup: bool,
 
-    /// Skip an image that cannot be read during training (reported with its path and counted)
-    /// instead of stopping the run with an error.
+    /// Leave out the training and validation images that do not decode (every image is
+    /// decoded once before training; each one left out is reported with its path) instead of
+    /// stopping with an error; an image that fails later, mid-epoch, is skipped too.
     #[arg(long)]
     pub skip_bad_images: bool,
 
@@ -166,8 +169,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "F", default_value_t = 0.2)]
     pub val_fraction: f64,
 
-    /// Start from our checkpoint (NAME.bpk + NAME.json) or a reference .pth (its classifier is
-    /// replaced by a new one for the folder's classes); only with --data.
+    /// Start from our checkpoint (NAME.bpk + NAME.json) or a reference .pth or .safetensors
+    /// (its classifier is replaced by a new one for the folder's classes); only with --data.
     #[arg(long, value_name = "PATH", requires = "data")]
     pub from: Option<PathBuf>,
 
@@ -191,195 +194,38 @@ pub fn devices(args: &TrainArgs) -> Result<Vec<Device>> {
     }
 }
 
-/// The small vHeat of the main job: 4 stages, depths 1-1-2-1, widths 16…128.
-pub fn small_config(size: usize, classes: usize) -> VHeatConfig {
-    VHeatConfig::new(vec![1, 1, 2, 1], vec![16, 32, 64, 128])
-        .with_num_classes(classes)
-        .with_img_size(size)
-        .with_post_norm(false)
-        .with_drop_path_rate(0.05)
-}
+impl TrainArgs {
+    /// The recipe flags as [`RecipeOverrides`] (`--accum`, `--workers` and `--seed` always
+    /// override: their defaults are the command's).
+    pub fn overrides(&self) -> RecipeOverrides {
+        RecipeOverrides {
+            epochs: self.epochs,
+            batch: self.batch,
+            accum: Some(self.accum),
+            lr: self.lr,
+            warmup_epochs: self.warmup_epochs,
+            weight_decay: self.weight_decay,
+            workers: Some(self.workers),
+            seed: Some(self.seed),
+            aug: self.aug.clone(),
+            scale: self.scale.clone(),
+            hflip: self.hflip,
+            rand_augment: self.rand_augment.clone(),
+            reprob: self.reprob,
+            mixup: self.mixup,
+            cutmix: self.cutmix,
+            ema: self.ema,
+            ema_warmup: self.ema_warmup,
+        }
+    }
 
-/// A model to fine-tune with a new `classes`-way head, its configuration and input side: from
-/// our checkpoint, from a reference `.pth` (its classifier is dropped), or fresh.
-///
-/// # Errors
-/// The loaders' errors, naming the file.
-pub fn starting_model(
-    args: &TrainArgs,
-    train: &ImageFolder,
-    device: &Device,
-) -> Result<(VHeat, VHeatConfig, usize)> {
-    let classes = train.classes.len();
-    let Some(from) = &args.from else {
-        let size = args.size.unwrap_or(native_side(train)?);
-        let config = small_config(size, classes);
-        return Ok((config.init_seeded(device, args.seed)?, config, size));
-    };
-    let is_pth = from
-        .extension()
-        .is_some_and(|e| e == "pth" || e == "pt" || e == "bin");
-    let pretrained = if is_pth {
-        let config = resolve_config(args.config.as_deref().unwrap_or("tiny"))?;
-        Pretrained::Pytorch(from.clone(), config)
-    } else {
-        Pretrained::Ours(from.clone())
-    };
-    let (model, config) = pretrained_for_fine_tuning(&pretrained, classes, device)?;
-    println!(
-        "loaded {} (backbone kept, new {classes}-way classifier)",
-        from.display()
-    );
-    let size = args.size.unwrap_or(config.img_size);
-    Ok((model, config, size))
-}
-
-/// The side a from-scratch run trains at when `--size` is not given: the shorter side of the
-/// folder's first image, clamped to 32 (the network's total stride) … 224.
-///
-/// # Errors
-/// [`Error::ImageRead`] if that image's header cannot be read.
-pub fn native_side(train: &ImageFolder) -> Result<usize> {
-    let Some(first) = train.samples.first() else {
-        return Ok(64);
-    };
-    let (w, h) = crate::data::image_dimensions(&first.path)?;
-    Ok((w.min(h) as usize).clamp(32, 224))
-}
-
-/// The recipe for an image folder: `--recipe reference` or the automatic from-scratch /
-/// fine-tuning defaults (whose reasons are printed), then every flag that was given on top.
-///
-/// # Errors
-/// [`Error::InvalidConfig`] naming a contradictory or out-of-range flag (checked before any
-/// training starts).
-pub fn folder_recipe(
-    args: &TrainArgs,
-    config: &VHeatConfig,
-    size: usize,
-    num_images: usize,
-) -> Result<TrainingConfig> {
-    let mut recipe = if args.recipe == "reference" {
-        let total = args.batch.unwrap_or(512usize.div_ceil(args.accum)) * args.accum;
-        println!(
-            "recipe: the paper's reference recipe for this configuration at {total} images per step"
-        );
-        let mut r = TrainingConfig::reference(config, total);
-        r.batch_size = args.batch.unwrap_or(512usize.div_ceil(args.accum));
-        r
-    } else {
-        let chosen = if args.from.is_some() {
-            TrainingConfig::fine_tune(size, num_images)
+    /// `--recipe` as a [`RecipeChoice`].
+    pub fn recipe_choice(&self) -> RecipeChoice {
+        if self.recipe == "reference" {
+            RecipeChoice::Reference
         } else {
-            TrainingConfig::from_scratch(size, num_images)
-        };
-        for why in &chosen.reasons {
-            println!("recipe: {why}");
+            RecipeChoice::Auto
         }
-        chosen.config
-    };
-    if let Some(e) = args.epochs {
-        recipe.epochs = e;
-    }
-    if let Some(b) = args.batch {
-        recipe.batch_size = b;
-    }
-    if let Some(lr) = args.lr {
-        recipe.lr = lr;
-    }
-    if let Some(w) = args.warmup_epochs {
-        recipe.warmup_epochs = w;
-    }
-    if let Some(w) = args.weight_decay {
-        recipe.weight_decay = w;
-    }
-    recipe.grad_accumulation = args.accum;
-    recipe.num_workers = args.workers;
-    recipe.seed = args.seed;
-    if let Some(policy) = &args.aug {
-        recipe.augment = policy.parse::<AugmentPolicy>()?.config();
-    }
-    if let Some(scale) = &args.scale {
-        let [lo, hi] = scale[..] else {
-            return Err(Error::InvalidConfig(format!(
-                "--scale takes two numbers LO,HI, got {scale:?}"
-            )));
-        };
-        recipe.augment.scale = (lo, hi);
-    }
-    if let Some(p) = args.hflip {
-        recipe.augment.hflip = p;
-    }
-    if let Some(spec) = &args.rand_augment {
-        recipe.augment.rand_augment = (spec != "none").then(|| spec.clone());
-    }
-    if let Some(p) = args.reprob {
-        recipe.augment.reprob = p;
-    }
-    for (flag, v) in [("--mixup", args.mixup), ("--cutmix", args.cutmix)] {
-        if let Some(a) = v.filter(|a| !(a.is_finite() && *a >= 0.0)) {
-            return Err(Error::InvalidConfig(format!(
-                "{flag} {a}: the alpha must be a finite number >= 0 (0 turns it off)"
-            )));
-        }
-    }
-    if args.mixup.is_some() || args.cutmix.is_some() {
-        let mut m = recipe
-            .mixup
-            .clone()
-            .unwrap_or_else(|| {
-                crate::data::MixupConfig::new(config.num_classes)
-                    .with_mixup_alpha(0.0)
-                    .with_cutmix_alpha(0.0)
-            })
-            .with_label_smoothing(recipe.label_smoothing);
-        if let Some(a) = args.mixup {
-            m = m.with_mixup_alpha(a);
-        }
-        if let Some(a) = args.cutmix {
-            m = m.with_cutmix_alpha(a);
-        }
-        recipe.mixup = (m.mixup_alpha > 0.0 || m.cutmix_alpha > 0.0).then_some(m);
-    }
-    if let Some(d) = args.ema {
-        recipe.ema_decay = (d > 0.0).then_some(d);
-    }
-    recipe.ema_warmup |= args.ema_warmup;
-    if let Some(m) = &recipe.mixup {
-        println!(
-            "mixup: alpha {} / cutmix alpha {}, switch {}, prob {}, smoothing {} in the soft targets",
-            m.mixup_alpha, m.cutmix_alpha, m.switch_prob, m.prob, m.label_smoothing
-        );
-    }
-    if let Some(d) = recipe.ema_decay {
-        println!(
-            "model EMA: decay {d}{}",
-            if recipe.ema_warmup {
-                " with warm-up"
-            } else {
-                ""
-            }
-        );
-    }
-    recipe.validate()?;
-    Ok(recipe)
-}
-
-/// The training recipe from the flags, with the mode's defaults for what was not given
-/// (`--ema` and `--ema-warmup` included: a decay of 0 or less is no EMA, one above 1 is an
-/// error when training starts).
-pub fn recipe(args: &TrainArgs, default_epochs: usize, default_lr: f64) -> TrainingConfig {
-    TrainingConfig {
-        epochs: args.epochs.unwrap_or(default_epochs),
-        batch_size: args.batch.unwrap_or(64),
-        grad_accumulation: args.accum,
-        lr: args.lr.unwrap_or(default_lr),
-        warmup_epochs: 1.0,
-        num_workers: args.workers,
-        seed: args.seed,
-        ema_decay: args.ema.filter(|d| *d > 0.0),
-        ema_warmup: args.ema_warmup,
-        ..TrainingConfig::default()
     }
 }
 
@@ -442,12 +288,55 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             .join(", ")
     );
     let weights = args.out.join("model.bpk");
-    let options = FitOptions::new(&args.out, device.clone())
+    let ema_weights = args.out.join("model_ema.bpk");
+    let mut options = FitOptions::new(&args.out, device.clone())
         .with_devices(devices.clone())
         .with_resume(args.resume);
 
     let (report, meta) = if let Some(dir) = &args.data {
-        let (train, val) = ImageFolder::open_split(dir, args.val_fraction, args.seed)?;
+        let (train, val) = ImageFolder::list_split(dir, args.val_fraction, args.seed)?;
+        if let Some(from) = &args.from {
+            let from_meta = meta_path(from);
+            let mut inputs = vec![
+                (from.as_path(), "the --from checkpoint"),
+                (from_meta.as_path(), "the --from checkpoint's configuration"),
+            ];
+            let config_file = args.config.as_deref().map(Path::new);
+            if let Some(c) = config_file.filter(|c| c.is_file()) {
+                inputs.push((c, "the --config file"));
+            }
+            refuse_overwriting_inputs(&weights, &inputs)?;
+            refuse_overwriting_inputs(&ema_weights, &inputs)?;
+        }
+        // Every image decoded once before the first step, training and validation alike.
+        let checking = Instant::now();
+        let (train, bad_train) = train.decoded(args.skip_bad_images)?;
+        let (val, bad_val) = val.decoded(args.skip_bad_images)?;
+        for bad in bad_train.iter().chain(&bad_val) {
+            eprintln!("skipped: {bad}");
+        }
+        println!(
+            "checked {} images in {:.1} s{}",
+            train.len() + val.len() + bad_train.len() + bad_val.len(),
+            checking.elapsed().as_secs_f64(),
+            if bad_train.len() + bad_val.len() > 0 {
+                format!(
+                    "; left out {} training and {} validation images that do not decode",
+                    bad_train.len(),
+                    bad_val.len()
+                )
+            } else {
+                String::new()
+            }
+        );
+        options = options.with_data_identity(format!(
+            "{} (classes {:?}, {} training and {} validation images, validation fraction {})",
+            dir.display(),
+            train.classes,
+            train.len(),
+            val.len(),
+            args.val_fraction
+        ));
         println!(
             "data: {} ({} classes, {} training and {} validation images)",
             dir.display(),
@@ -455,8 +344,40 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             train.len(),
             val.len()
         );
-        let (model, config, size) = starting_model(args, &train, &device)?;
-        let recipe = folder_recipe(args, &config, size, train.len())?;
+        let StartingModel {
+            model,
+            config,
+            size,
+        } = starting_model(
+            args.from.as_deref(),
+            || resolve_config(args.config.as_deref().unwrap_or("tiny")),
+            args.size,
+            args.seed,
+            &train,
+            &device,
+        )?;
+        if let Some(from) = &args.from {
+            println!(
+                "loaded {} (backbone kept, new {}-way classifier)",
+                from.display(),
+                config.num_classes
+            );
+        }
+        let chosen = args.overrides().folder_recipe(
+            args.recipe_choice(),
+            args.from.is_some(),
+            &config,
+            size,
+            train.len(),
+        )?;
+        for why in &chosen.reasons {
+            println!("recipe: {why}");
+        }
+        let recipe = chosen.config;
+        config.check_memory(recipe.batch_size, size, true)?;
+        for line in describe_mixing_and_ema(&recipe) {
+            println!("{line}");
+        }
         println!(
             "model: {} parameters, input {size}x{size}; {} epochs, batch {}{}, lr {}, \
              warm-up {} epochs, weight decay {}",
@@ -481,6 +402,9 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             size as u32,
             recipe.eval_crop_pct,
         ));
+        // Everything is checked: the folder is this run's from here until the final model is
+        // written (the lock lives in `options`).
+        options = options.with_run_lock(Arc::new(RunLock::acquire(&args.out)?));
         let report = fit(model, train_set, val_set, &recipe, &options)?;
         let n_skipped = skipped.load(std::sync::atomic::Ordering::Relaxed);
         if n_skipped > 0 {
@@ -506,17 +430,24 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             return Ok(None);
         }
         let config = small_config(size, SyntheticShapes::num_classes());
+        let overrides = args.overrides();
+        let recipe = overrides.synthetic_recipe(6, 2e-3, SyntheticShapes::num_classes())?;
+        config.check_memory(recipe.batch_size, size, true)?;
         let model = config.init_seeded(&device, args.seed)?;
-        let recipe = recipe(args, 6, 2e-3);
-        if let Some(d) = recipe.ema_decay {
+        if overrides.sets_augmentation() {
             println!(
-                "model EMA: decay {d}{}",
-                if recipe.ema_warmup {
-                    " with warm-up"
-                } else {
-                    ""
-                }
+                "note: --aug, --scale, --hflip, --rand-augment and --reprob shape image-folder \
+                 training (--data); the synthetic shapes are drawn fresh and not augmented"
             );
+        }
+        options = options.with_data_identity(format!(
+            "synthetic shapes {size}x{size}, {} training and {} validation images, seed {}",
+            train.len(),
+            valid.len(),
+            args.seed
+        ));
+        for line in describe_mixing_and_ema(&recipe) {
+            println!("{line}");
         }
         println!(
             "data: synthetic shapes {:?}, {size}x{size}, {} training and {} validation images",
@@ -533,6 +464,9 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             recipe.batch_size,
             recipe.lr
         );
+        // Everything is checked: the folder is this run's from here until the final model is
+        // written (the lock lives in `options`).
+        options = options.with_run_lock(Arc::new(RunLock::acquire(&args.out)?));
         let report = fit(model, train, valid, &recipe, &options)?;
         let meta = CheckpointMeta {
             config,
@@ -544,7 +478,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
     };
     save_checkpoint(&report.model, &meta, &weights)?;
     if let Some(ema) = &report.ema {
-        save_checkpoint(ema, &meta, args.out.join("model_ema.bpk"))?;
+        save_checkpoint(ema, &meta, &ema_weights)?;
     }
     Ok(Some(TrainOutcome {
         report,
@@ -565,14 +499,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if report.resumed_from > 0 {
         println!("resumed after epoch {}", report.resumed_from);
     }
-    let best = report
-        .epochs
-        .iter()
-        .filter_map(|e| e.valid_accuracy.map(|a| (a, e.epoch)))
-        .fold(None, |best: Option<(f64, usize)>, x| match best {
-            Some(b) if b.0 >= x.0 => Some(b),
-            _ => Some(x),
-        });
+    let best = report.best_epoch();
     if let (Some(last), Some((best_acc, best_epoch))) = (report.final_accuracy(), best) {
         println!(
             "final validation accuracy: {last:.1} % (best {best_acc:.1} % at epoch {best_epoch})"
@@ -580,14 +507,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if let Some(ema) = report.ema_accuracy {
         let ema_path = args.out.join("model_ema.bpk");
-        let best_ema = report
-            .epochs
-            .iter()
-            .filter_map(|e| e.ema_valid_accuracy.map(|a| (a, e.epoch)))
-            .fold(None, |best: Option<(f64, usize)>, x| match best {
-                Some(b) if b.0 >= x.0 => Some(b),
-                _ => Some(x),
-            });
+        let best_ema = report.best_ema_epoch();
         match best_ema {
             Some((best_acc, best_epoch)) => println!(
                 "model EMA validation accuracy: {ema:.1} % (best {best_acc:.1} % at epoch {best_epoch}; saved as {})",

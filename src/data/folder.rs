@@ -72,7 +72,59 @@ impl ImageFolder {
     /// - [`Error::EmptyClassFolder`] if a class sub-folder holds no PNG or JPEG image;
     /// - [`Error::ImageRead`] naming the first image that cannot be read.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
-        let root = root.as_ref().to_path_buf();
+        Self::scan(root.as_ref(), true)
+    }
+
+    /// Lists the classes and images of `root` as [`open`](Self::open) does, without reading
+    /// any image: for a caller that decodes them all next ([`decoded`](Self::decoded)).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), except that images are not read.
+    pub fn list(root: impl AsRef<Path>) -> Result<Self> {
+        Self::scan(root.as_ref(), false)
+    }
+
+    /// Decodes every image once, in parallel (rayon), and keeps those that decode whole. With
+    /// `skip`, the others are dropped and returned (each an [`Error::ImageRead`] naming the
+    /// file); without, the first is the error, with the number of others in its reason.
+    ///
+    /// # Errors
+    /// [`Error::ImageRead`] naming an image that does not decode (without `skip`).
+    pub fn decoded(mut self, skip: bool) -> Result<(Self, Vec<Error>)> {
+        use rayon::prelude::*;
+        let failures: Vec<Option<Error>> = self
+            .samples
+            .par_iter()
+            .map(|s| load_rgb(&s.path).err())
+            .collect();
+        let mut bad = Vec::new();
+        let mut kept = Vec::with_capacity(self.samples.len());
+        for (sample, failure) in self.samples.drain(..).zip(failures) {
+            match failure {
+                None => kept.push(sample),
+                Some(e) => bad.push(e),
+            }
+        }
+        if !skip && !bad.is_empty() {
+            let others = bad.len() - 1;
+            let first = bad.swap_remove(0);
+            return Err(match first {
+                Error::ImageRead { path, reason } if others > 0 => Error::ImageRead {
+                    path,
+                    reason: format!(
+                        "{reason} (and {others} other images do not decode; \
+                         --skip-bad-images leaves them out)"
+                    ),
+                },
+                e => e,
+            });
+        }
+        self.samples = kept;
+        Ok((self, bad))
+    }
+
+    fn scan(root: &Path, check_headers: bool) -> Result<Self> {
+        let root = root.to_path_buf();
         let empty = |reason: String| Error::EmptyImageFolder {
             path: root.clone(),
             reason,
@@ -112,7 +164,9 @@ impl ImageFolder {
                     ignored += 1;
                     continue;
                 }
-                image_dimensions(&file)?;
+                if check_headers {
+                    image_dimensions(&file)?;
+                }
                 samples.push(Sample { path: file, label });
                 count += 1;
             }
@@ -145,11 +199,32 @@ impl ImageFolder {
         val_fraction: f64,
         seed: u64,
     ) -> Result<(ImageFolder, ImageFolder)> {
-        let root = root.as_ref();
+        Self::split_by(root.as_ref(), val_fraction, seed, true)
+    }
+
+    /// [`open_split`](Self::open_split) with [`list`](Self::list): no image is read (for a
+    /// caller that decodes them all next with [`decoded`](Self::decoded)).
+    ///
+    /// # Errors
+    /// As [`open_split`](Self::open_split), except that images are not read.
+    pub fn list_split(
+        root: impl AsRef<Path>,
+        val_fraction: f64,
+        seed: u64,
+    ) -> Result<(ImageFolder, ImageFolder)> {
+        Self::split_by(root.as_ref(), val_fraction, seed, false)
+    }
+
+    fn split_by(
+        root: &Path,
+        val_fraction: f64,
+        seed: u64,
+        check_headers: bool,
+    ) -> Result<(ImageFolder, ImageFolder)> {
         let (train_dir, val_dir) = (root.join("train"), root.join("val"));
         if train_dir.is_dir() && val_dir.is_dir() {
-            let train = Self::open(&train_dir)?;
-            let val = Self::open(&val_dir)?;
+            let train = Self::scan(&train_dir, check_headers)?;
+            let val = Self::scan(&val_dir, check_headers)?;
             if train.classes != val.classes {
                 return Err(Error::InvalidConfig(format!(
                     "{} and {} hold different classes: {:?} vs {:?}",
@@ -161,7 +236,7 @@ impl ImageFolder {
             }
             return Ok((train, val));
         }
-        Self::open(root)?.split(val_fraction, seed)
+        Self::scan(root, check_headers)?.split(val_fraction, seed)
     }
 
     /// Splits the images class by class: a fraction `val_fraction` of each class (rounded,

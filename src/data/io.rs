@@ -32,6 +32,9 @@ fn read_error(path: &Path, reason: impl ToString) -> Error {
 pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
     let reader = open_image(path)?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        check_jpeg_end(path)?;
+    }
     let img = reader.decode().map_err(|e| read_error(path, e))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(read_error(path, "the image is empty (0 pixels)"));
@@ -39,8 +42,41 @@ pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
     Ok(img.to_rgb8())
 }
 
+/// How far from a JPEG file's end its end-of-image marker may be (some writers append padding
+/// or metadata after it).
+const JPEG_TAIL: u64 = 4096;
+
+/// Refuses a JPEG file without an end-of-image marker (`FF D9`) in its last [`JPEG_TAIL`]
+/// bytes: a file cut short, which the decoder would otherwise complete with grey. (`FF D9`
+/// cannot occur inside the entropy-coded data, where every `FF` is followed by `00`.)
+fn check_jpeg_end(path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+    let len = file.metadata().map_err(|e| read_error(path, e))?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(JPEG_TAIL)))
+        .map_err(|e| read_error(path, e))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)
+        .map_err(|e| read_error(path, e))?;
+    if tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        Ok(())
+    } else {
+        Err(read_error(
+            path,
+            "the JPEG data is cut short (no end-of-image marker)",
+        ))
+    }
+}
+
 /// Opens an image file and recognises its format from the content, not the extension.
 fn open_image(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    // Opening a FIFO would block until a writer comes: refused by type.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(read_error(
+            path,
+            "not a regular file (a folder, a FIFO or a device)",
+        ));
+    }
     let reader = image::ImageReader::open(path)
         .map_err(|e| read_error(path, e))?
         .with_guessed_format()

@@ -74,7 +74,7 @@ pub use mix::{cutmix_box, mixup_target, CutBox, MixDraw, MixupBatcher, MixupConf
 pub use normalize::{normalize_rgb, IMAGENET_MEAN, IMAGENET_STD};
 pub use rng::SplitMix64;
 #[cfg(feature = "train")]
-pub use synthetic::{ShapesConfig, SyntheticShapes, SHAPE_CLASSES};
+pub use synthetic::{ShapesConfig, SyntheticShapes, MAX_SYNTHETIC_IMAGES, SHAPE_CLASSES};
 #[cfg(feature = "image")]
 pub use transform::{
     normalize_rgb8, resize_bicubic_pil, short_side_size, EvalTransform, TrainTransform,

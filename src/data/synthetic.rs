@@ -13,6 +13,10 @@ use super::normalize::normalize_rgb;
 use super::rng::SplitMix64;
 use crate::error::{Error, Result};
 
+/// The largest synthetic dataset [`SyntheticShapes::new`] accepts: 10⁸ images (a data loader's
+/// index list of 0.8 GB), far above any run this dataset is for.
+pub const MAX_SYNTHETIC_IMAGES: usize = 100_000_000;
+
 /// The classes of [`SyntheticShapes`], in label order.
 ///
 /// Telling them apart takes more than a local texture: a disc and a ring differ only in the
@@ -76,6 +80,8 @@ impl SyntheticShapes {
     /// [`Error::InvalidConfig`] for an image side below 16 pixels, an empty dataset or a noise
     /// level outside `[0, 1]`.
     pub fn new(config: ShapesConfig) -> Result<Self> {
+        // Checked before anything is sized by it: an absurd count must be an error, not an
+        // allocation failure.
         if config.image_size < 16 {
             return Err(Error::InvalidConfig(format!(
                 "synthetic images of {} pixels are too small to draw the shapes (at least 16)",
@@ -86,6 +92,13 @@ impl SyntheticShapes {
             return Err(Error::InvalidConfig(
                 "a synthetic dataset of 0 images".into(),
             ));
+        }
+        if config.len > MAX_SYNTHETIC_IMAGES {
+            return Err(Error::InvalidConfig(format!(
+                "a synthetic dataset of {} images: at most {MAX_SYNTHETIC_IMAGES} (a data \
+                 loader keeps an index per image, 8 bytes each)",
+                config.len
+            )));
         }
         if !(0.0..=1.0).contains(&config.max_noise) {
             return Err(Error::InvalidConfig(format!(

@@ -8,7 +8,9 @@
 //!   when the server supports it, else restarted).
 //!
 //! A file only gets its final name once it is complete, its size is the announced one, and the
-//! model loader accepted it; nothing half-written is ever under `NAME`.
+//! model loader accepted it; nothing half-written is ever under `NAME`. No transfer grows past
+//! the model's size limit or the disk's free space (see [`super::download_limit`]); a refused
+//! one leaves no `NAME.part`.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -20,6 +22,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::bounds::TransferBounds;
 use super::{load_file, Task, Weights, RELEASE_BASE_URL};
 use crate::error::{Error, Result};
 use crate::vheat::{VHeat, VHeatConfig};
@@ -137,6 +140,7 @@ pub struct Cache {
     offline: bool,
     progress: bool,
     timeout: Duration,
+    max_download: Option<u64>,
 }
 
 impl Cache {
@@ -149,6 +153,7 @@ impl Cache {
             offline: false,
             progress: true,
             timeout: Duration::from_secs(30),
+            max_download: None,
         }
     }
 
@@ -227,6 +232,13 @@ impl Cache {
         self
     }
 
+    /// Refuses a download above `bytes` instead of the model's own limit
+    /// ([`download_limit`](super::download_limit)).
+    pub fn with_max_download(mut self, bytes: u64) -> Self {
+        self.max_download = Some(bytes);
+        self
+    }
+
     /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -256,14 +268,16 @@ impl Cache {
     /// download is checked by loading it (on the default device) before it is kept.
     pub fn fetch(&self, weights: Weights) -> Result<PathBuf> {
         let check = |p: &Path| weights.load_file(p, &Device::default()).map(drop);
-        self.fetch_checked(&self.url_of(weights), weights.file_name(), &check)
+        let limit = self.limit_for(&weights.config());
+        self.fetch_checked(&self.url_of(weights), weights.file_name(), limit, &check)
     }
 
     /// Builds the model of `weights` on `device` from the cached file, downloading it first
     /// if it is not there.
     pub fn load(&self, weights: Weights, device: &Device) -> Result<VHeat> {
         let load = |p: &Path| weights.load_file(p, device);
-        self.fetch_and_load(&self.url_of(weights), weights.file_name(), &load)
+        let limit = self.limit_for(&weights.config());
+        self.fetch_and_load(&self.url_of(weights), weights.file_name(), limit, &load)
     }
 
     /// Like [`fetch`](Self::fetch) for any URL: the file is cached as `file_name` and a fresh
@@ -271,7 +285,7 @@ impl Cache {
     pub fn fetch_url(&self, url: &str, file_name: &str, config: &VHeatConfig) -> Result<PathBuf> {
         let check =
             |p: &Path| load_file(Task::Classification, p, config, &Device::default()).map(drop);
-        self.fetch_checked(url, file_name, &check)
+        self.fetch_checked(url, file_name, self.limit_for(config), &check)
     }
 
     /// Like [`load`](Self::load) for any URL: the file is cached as `file_name` and loaded
@@ -284,7 +298,7 @@ impl Cache {
         device: &Device,
     ) -> Result<VHeat> {
         let load = |p: &Path| load_file(Task::Classification, p, config, device);
-        self.fetch_and_load(url, file_name, &load)
+        self.fetch_and_load(url, file_name, self.limit_for(config), &load)
     }
 
     /// Fetches and loads once: a fresh download is checked by the very load that is returned.
@@ -292,6 +306,7 @@ impl Cache {
         &self,
         url: &str,
         file_name: &str,
+        limit: u64,
         load: &dyn Fn(&Path) -> Result<VHeat>,
     ) -> Result<VHeat> {
         let mut loaded = None;
@@ -300,7 +315,7 @@ impl Cache {
             Ok(())
         };
         // `fetch_checked` calls `check` only on a fresh download.
-        let path = self.fetch_checked(url, file_name, &check_once(check))?;
+        let path = self.fetch_checked(url, file_name, limit, &check_once(check))?;
         match loaded.take() {
             Some(model) => Ok(model),
             None => load(&path),
@@ -313,6 +328,7 @@ impl Cache {
         &self,
         url: &str,
         file_name: &str,
+        limit: u64,
         check: &dyn Fn(&Path) -> Result<()>,
     ) -> Result<PathBuf> {
         let path = self.path_of(file_name);
@@ -329,7 +345,7 @@ impl Cache {
         }
         fs::create_dir_all(&self.dir).map_err(|e| io_error(&self.dir, e))?;
         let part = part_path(&path);
-        let meta = self.download(url, &part)?;
+        let meta = self.download(url, &part, limit)?;
         if let Err(e) = check(&part) {
             let _ = fs::remove_file(&part);
             return Err(Error::NotACheckpoint {
@@ -367,16 +383,22 @@ impl Cache {
     }
 
     /// Downloads `url` into `part`, resuming what is already there when the server allows it.
-    fn download(&self, url: &str, part: &Path) -> Result<Meta> {
+    fn download(&self, url: &str, part: &Path, limit: u64) -> Result<Meta> {
         let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-        match self.transfer(url, part, have) {
+        match self.transfer(url, part, have, limit) {
             // A stale or complete `.part` the server will not extend: start over once.
             Err(Error::HttpStatus { status: 416, .. }) if have > 0 => {
                 fs::remove_file(part).map_err(|e| io_error(part, e))?;
-                self.transfer(url, part, 0)
+                self.transfer(url, part, 0, limit)
             }
             other => other,
         }
+    }
+
+    /// The size limit of a download for a model of `config`.
+    fn limit_for(&self, config: &VHeatConfig) -> u64 {
+        self.max_download
+            .unwrap_or_else(|| super::bounds::download_limit(config))
     }
 
     fn agent(&self) -> ureq::Agent {
@@ -389,7 +411,7 @@ impl Cache {
     }
 
     /// One HTTP request: from byte `have` if `have > 0`.
-    fn transfer(&self, url: &str, part: &Path, have: u64) -> Result<Meta> {
+    fn transfer(&self, url: &str, part: &Path, have: u64, limit: u64) -> Result<Meta> {
         let download_error = |reason: String| Error::Download {
             url: url.to_string(),
             reason,
@@ -419,6 +441,8 @@ impl Cache {
         }
         let offset = if resumed { have } else { 0 };
         let announced = response.body().content_length().map(|n| n + offset);
+        let mut bounds = TransferBounds::new(url, part, limit);
+        bounds.before(announced, offset)?;
 
         let mut hasher = Sha256::new();
         let mut file = if resumed {
@@ -454,6 +478,12 @@ impl Cache {
             file.write_all(&buf[..n]).map_err(|e| io_error(part, e))?;
             hasher.update(&buf[..n]);
             size += n as u64;
+            if let Err(e) = bounds.during(size) {
+                bar.abandon();
+                drop(file);
+                fs::remove_file(part).ok();
+                return Err(e);
+            }
             bar.set_position(size);
         }
         file.sync_all().map_err(|e| io_error(part, e))?;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::run::write_atomically;
 use crate::error::{Error, Result};
 use crate::vheat::{VHeat, VHeatConfig};
 
@@ -62,10 +63,55 @@ pub fn save_checkpoint(model: &VHeat, meta: &CheckpointMeta, path: impl AsRef<Pa
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| fail(dir, e.to_string()))?;
     }
-    model.save_burnpack(path)?;
+    // Both files under names of this process's own first, then renamed into place: a reader
+    // (or a concurrent writer) never sees half a file.
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!("{stem}.{}.tmp.bpk", std::process::id()));
+    model.save_burnpack(&tmp)?;
     let json = serde_json::to_string_pretty(meta).map_err(|e| fail(path, e.to_string()))?;
     let mp = meta_path(path);
-    std::fs::write(&mp, json).map_err(|e| fail(&mp, e.to_string()))
+    let done = std::fs::rename(&tmp, path)
+        .map_err(|e| fail(path, e.to_string()))
+        .and_then(|()| {
+            write_atomically(&mp, json.as_bytes()).map_err(|e| fail(&mp, e.to_string()))
+        });
+    std::fs::remove_file(&tmp).ok();
+    done
+}
+
+/// The same file, as far as can be told before it exists: both paths made absolute with their
+/// folders resolved (links followed).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| -> PathBuf {
+        if let Ok(c) = p.canonicalize() {
+            return c;
+        }
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = parent.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let dir = dir.canonicalize().unwrap_or(dir);
+        dir.join(p.file_name().unwrap_or_default())
+    };
+    resolve(a) == resolve(b)
+}
+
+/// Refuses a checkpoint `output` (its weights or the JSON beside them, [`meta_path`]) that
+/// would overwrite one of `inputs` (each a path and what it is, for the message): a writer
+/// never destroys what the command was given.
+///
+/// # Errors
+/// [`Error::OutputIsInput`] naming the file and the input it is.
+pub fn refuse_overwriting_inputs(output: &Path, inputs: &[(&Path, &str)]) -> Result<()> {
+    for written in [output.to_path_buf(), meta_path(output)] {
+        for (input, what) in inputs {
+            if same_file(&written, input) {
+                return Err(Error::OutputIsInput {
+                    path: written,
+                    what: (*what).to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads the JSON file of a checkpoint (`path` may be the weights or the JSON file).
@@ -74,6 +120,12 @@ pub fn save_checkpoint(model: &VHeat, meta: &CheckpointMeta, path: impl AsRef<Pa
 /// [`Error::CheckpointRead`] when the file is missing or malformed.
 pub fn load_checkpoint_meta(path: impl AsRef<Path>) -> Result<CheckpointMeta> {
     let mp = meta_path(path.as_ref());
+    if std::fs::metadata(&mp).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::CheckpointRead {
+            path: mp,
+            reason: "not a regular file (a folder, a FIFO or a device)".into(),
+        });
+    }
     let text = std::fs::read_to_string(&mp).map_err(|e| Error::CheckpointRead {
         path: mp.clone(),
         reason: format!("{e} (a checkpoint is NAME.bpk with NAME.json beside it)"),
@@ -83,6 +135,24 @@ pub fn load_checkpoint_meta(path: impl AsRef<Path>) -> Result<CheckpointMeta> {
         reason: e.to_string(),
     })?;
     meta.config.validate()?;
+    // Values that change predictions are refused, not replaced: a reader must not quietly
+    // preprocess differently from what the file says.
+    if !(meta.crop_pct > 0.0 && meta.crop_pct <= 1.0) {
+        return Err(Error::CheckpointRead {
+            path: mp,
+            reason: format!("`crop_pct` {} is outside (0, 1]", meta.crop_pct),
+        });
+    }
+    if meta.image_size < meta.config.total_stride() {
+        return Err(Error::CheckpointRead {
+            path: mp,
+            reason: format!(
+                "`image_size` {} is smaller than the network's total stride {}",
+                meta.image_size,
+                meta.config.total_stride()
+            ),
+        });
+    }
     if meta.config.num_classes != meta.classes.len() {
         return Err(Error::CheckpointRead {
             path: mp,
@@ -124,8 +194,9 @@ pub fn load_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<(VHeat
 pub enum Pretrained {
     /// A checkpoint written by [`save_checkpoint`] (`NAME.bpk` + `NAME.json`).
     Ours(PathBuf),
-    /// A reference `.pth` (release format, `{"model": …}`, or a bare state dict) with the
-    /// configuration it was trained with.
+    /// A reference `.pth` (release format, `{"model": …}`, or a bare state dict), or a
+    /// `.safetensors` file with the reference's key names, with the configuration it was
+    /// trained with.
     Pytorch(PathBuf, VHeatConfig),
 }
 
@@ -157,7 +228,12 @@ pub fn pretrained_for_fine_tuning(
         Pretrained::Pytorch(path, config) => {
             let mut model = config.clone().with_num_classes(0).try_init(device)?;
             let options = crate::weights::LoadOptions::lenient();
-            let report = crate::weights::load_pytorch_into(&mut model, path, &options)?;
+            let safetensors = path.extension().is_some_and(|e| e == "safetensors");
+            let report = if safetensors {
+                crate::weights::load_safetensors_into(&mut model, path, &options)?
+            } else {
+                crate::weights::load_pytorch_into(&mut model, path, &options)?
+            };
             let mut stray = report.clone();
             stray
                 .unused

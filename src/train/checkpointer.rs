@@ -3,7 +3,7 @@
 //!
 //! burn-train's own `FileCheckpointer` writes `model-EPOCH.bpk` in place, so a kill during the
 //! write leaves a torn file under the final name, and `--resume` then fails inside burn-train.
-//! [`AtomicFileCheckpointer`] writes `NAME-EPOCH.bpk.tmp`, flushes it to disk and renames it over
+//! [`AtomicFileCheckpointer`] writes `NAME-EPOCH.bpk.PID.tmp` (a name of its process's own), flushes it to disk and renames it over
 //! `NAME-EPOCH.bpk`: a file under the final name is always complete. [`resumable_checkpoint`]
 //! additionally reads every candidate epoch back before training resumes from it, so a file
 //! damaged after it was written (a full disk, a copy cut short) makes the run fall back to the
@@ -15,6 +15,8 @@ use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::optim::OptimizerRecord;
 use burn::store::ModuleRecord;
 use burn::train::checkpoint::{Checkpoint, Checkpointer, CheckpointerError};
+
+use super::run::write_atomically;
 
 /// The three kinds of record burn-train keeps per epoch, by file-name prefix.
 pub const CHECKPOINT_KINDS: [&str; 3] = ["model", "optim", "scheduler"];
@@ -60,24 +62,13 @@ fn io_error(path: &Path, e: std::io::Error) -> CheckpointerError {
 impl<R: Checkpoint> Checkpointer<R> for AtomicFileCheckpointer {
     fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
         let path = self.path_for_epoch(epoch);
-        let tmp = path.with_extension("bpk.tmp");
         let bytes = record
             .checkpoint_into_bytes()
             .map_err(CheckpointerError::Record)?;
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            // On disk before the rename makes it visible: a power cut cannot leave the final
-            // name pointing at unwritten blocks.
-            file.sync_all()?;
-            drop(file);
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            std::fs::remove_file(&tmp).ok();
-            io_error(&path, e)
-        })
+        // On disk under a name of this process's own before the rename makes it visible: a
+        // power cut cannot leave the final name pointing at unwritten blocks, and two
+        // processes never write the same temporary file.
+        write_atomically(&path, &bytes).map_err(|e| io_error(&path, e))
     }
 
     fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {

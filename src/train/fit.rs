@@ -1,6 +1,7 @@
 //! [`fit`]: trains a [`VHeat`] with burn-train's `Learner` on one or several devices.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::data::dataloader::DataLoaderBuilder;
@@ -8,7 +9,7 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::prelude::*;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
-use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining};
+use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
 use serde::{Deserialize, Serialize};
 
 use super::checkpointer::{resumable_checkpoint, AtomicFileCheckpointer};
@@ -17,6 +18,7 @@ use super::ema_metric::{EmaAccuracyMetric, EmaLossMetric};
 use super::evaluate::evaluate_accuracy;
 use super::optim::adamw_for;
 use super::progress::{EpochRecord, ProgressPrinter};
+use super::run::{prepare_checkpoints, RunIdentity, RunLock};
 use super::schedule::WarmupCosineLr;
 use crate::data::{AugmentConfig, ImageBatcher, ImageItem, MixupBatcher, MixupConfig};
 use crate::error::{Error, Result};
@@ -198,6 +200,11 @@ pub struct FitOptions {
     pub resume: bool,
     /// How often the progress line is printed.
     pub progress_interval: Duration,
+    /// The lock on `artifact_dir` when the caller holds it (to keep it past [`fit`], e.g. while
+    /// it saves the final model); `None`: [`fit`] takes it for its own duration.
+    pub run_lock: Option<Arc<RunLock>>,
+    /// What the data is, for the run's identity ([`RunIdentity`]); `None`: the dataset sizes.
+    pub data_identity: Option<String>,
 }
 
 impl FitOptions {
@@ -208,7 +215,21 @@ impl FitOptions {
             devices: vec![device],
             resume: false,
             progress_interval: Duration::from_secs(2),
+            run_lock: None,
+            data_identity: None,
         }
+    }
+
+    /// Trains under a lock on the artefact folder that the caller already holds.
+    pub fn with_run_lock(mut self, lock: Arc<RunLock>) -> Self {
+        self.run_lock = Some(lock);
+        self
+    }
+
+    /// Describes the data for the run's identity: a resumed run must name the same.
+    pub fn with_data_identity(mut self, data: impl Into<String>) -> Self {
+        self.data_identity = Some(data.into());
+        self
     }
 
     /// Trains on these devices (data parallel when more than one).
@@ -265,6 +286,17 @@ impl FitReport {
         self.epochs.last().and_then(|e| e.valid_accuracy)
     }
 
+    /// The epoch of this run whose validation accuracy was highest (the earliest on a tie),
+    /// with that accuracy in percent; `None` when nothing was validated.
+    pub fn best_epoch(&self) -> Option<(f64, usize)> {
+        best_of(&self.epochs, |e| e.valid_accuracy)
+    }
+
+    /// As [`best_epoch`](Self::best_epoch), for the model EMA's validation accuracy.
+    pub fn best_ema_epoch(&self) -> Option<(f64, usize)> {
+        best_of(&self.epochs, |e| e.ema_valid_accuracy)
+    }
+
     /// The EMA's validation accuracy of every epoch of this run that has one, in epoch order, in
     /// percent (empty without an EMA).
     pub fn ema_accuracy_per_epoch(&self) -> Vec<f64> {
@@ -313,6 +345,20 @@ impl FitReport {
     }
 }
 
+/// The highest `metric` over `epochs` (the earliest epoch on a tie) and its epoch.
+fn best_of(
+    epochs: &[EpochRecord],
+    metric: impl Fn(&EpochRecord) -> Option<f64>,
+) -> Option<(f64, usize)> {
+    epochs
+        .iter()
+        .filter_map(|e| metric(e).map(|a| (a, e.epoch)))
+        .fold(None, |best, x| match best {
+            Some(b) if b.0 >= x.0 => Some(b),
+            _ => Some(x),
+        })
+}
+
 /// The newest epoch whose model, optimizer and scheduler checkpoints all exist in
 /// `artifact_dir/checkpoint` and read back completely (a torn or damaged newer epoch is passed
 /// over; see [`resumable_checkpoint`]).
@@ -329,8 +375,11 @@ pub fn latest_checkpoint(artifact_dir: &Path) -> Option<usize> {
 /// with the best validation loss are kept).
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] for a bad recipe or no device; [`Error::Training`] if training
-/// stopped on an error (e.g. an image that failed to decode mid-epoch).
+/// [`Error::InvalidConfig`] for a bad recipe or no device; [`Error::RunFolder`] when another
+/// run holds `artifact_dir`; [`Error::ForeignCheckpoints`] when resuming from another run's
+/// checkpoints; [`Error::Diverged`] when the training loss became NaN or infinite (the epoch
+/// is not checkpointed); [`Error::Training`] if training stopped on an error (e.g. an image
+/// that failed to decode mid-epoch).
 pub fn fit<DT, DV>(
     model: VHeat,
     train: DT,
@@ -354,6 +403,28 @@ where
             train.len(),
             valid.len()
         )));
+    }
+    // The folder is this run's until it returns (unless the caller holds it for longer), and
+    // its checkpoints are this run's: another run's are refused on resume, moved aside on a
+    // fresh start.
+    let _own_lock = match &options.run_lock {
+        Some(_) => None,
+        None => Some(RunLock::acquire(&options.artifact_dir)?),
+    };
+    let data = options.data_identity.clone().unwrap_or_else(|| {
+        format!(
+            "{} training and {} validation images",
+            train.len(),
+            valid.len()
+        )
+    });
+    let identity = RunIdentity::new(&model, config, data);
+    if let Some(said) = prepare_checkpoints(
+        &options.artifact_dir.join("checkpoint"),
+        &identity,
+        options.resume,
+    )? {
+        eprintln!("{said}");
     }
     // The scheduler is stepped once per optimizer step, i.e. every `grad_accumulation` batches.
     let steps_per_epoch = train
@@ -407,8 +478,11 @@ where
         .set_device(main.clone())
         .build(valid.clone());
 
-    let printer = ProgressPrinter::new(options.progress_interval);
+    let interrupter = Interrupter::new();
+    let printer =
+        ProgressPrinter::new(options.progress_interval).with_interrupter(interrupter.clone());
     let history = printer.history();
+    let divergence = printer.divergence();
     let strategy = if options.devices.len() > 1 {
         ExecutionStrategy::multi(options.devices.clone(), MultiDeviceOptim::OptimMainDevice)
     } else {
@@ -425,6 +499,7 @@ where
             AtomicFileCheckpointer::new(&checkpoint_dir, "scheduler"),
         )
         .renderer(Box::new(printer))
+        .with_interrupter(interrupter)
         .num_epochs(config.epochs);
     if config.ema_decay.is_some() {
         training = training
@@ -457,6 +532,14 @@ where
     let elapsed = start.elapsed();
     if let Some(e) = result.error {
         return Err(Error::Training(e.to_string()));
+    }
+    if let Some(d) = divergence.lock().ok().and_then(|d| *d) {
+        return Err(Error::Diverged {
+            epoch: d.epoch,
+            iteration: d.iteration,
+            lr: d.lr,
+            loss: d.loss,
+        });
     }
     let epochs = history.lock().map(|h| h.clone()).unwrap_or_default();
     let ema = result.model.ema_model().map(|m| m.clone().valid());

@@ -17,7 +17,12 @@
 //! its loss, which implements burn-train's `TrainStep`/`InferenceStep`), builds the data
 //! loaders, and runs `SupervisedTraining` on one device or data-parallel on several, printing
 //! progress with a [`ProgressPrinter`]. [`save_checkpoint`]/[`load_checkpoint`] keep a trained
-//! model with its class names and preprocessing.
+//! model with its class names and preprocessing. The decisions a trainer makes before and after
+//! [`fit`] are library functions too: the recipe with a user's [`RecipeOverrides`] on top
+//! (validated), the model a run starts from ([`starting_model`]), the best epoch and the better
+//! of the raw model and its EMA ([`FitReport::best_epoch`], [`FitReport::best_of_raw_and_ema`]).
+//! A run owns its folder ([`RunLock`], [`RunIdentity`]): another run's checkpoints are never
+//! resumed or mixed with its own, and a diverging loss stops it ([`crate::Error::Diverged`]).
 //!
 //! ```no_run
 //! use burn::prelude::*;
@@ -49,12 +54,14 @@ mod fused_adamw;
 mod optim;
 mod progress;
 mod recipe;
+mod run;
 mod schedule;
+mod start;
 mod validation_output;
 
 pub use checkpoint::{
-    load_checkpoint, load_checkpoint_meta, meta_path, pretrained_for_fine_tuning, save_checkpoint,
-    CheckpointMeta, Pretrained,
+    load_checkpoint, load_checkpoint_meta, meta_path, pretrained_for_fine_tuning,
+    refuse_overwriting_inputs, save_checkpoint, CheckpointMeta, Pretrained,
 };
 pub use checkpointer::{
     complete_checkpoints, resumable_checkpoint, AtomicFileCheckpointer, CHECKPOINT_KINDS,
@@ -68,7 +75,15 @@ pub use evaluate::evaluate_accuracy;
 pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, ModelChoice, TrainingConfig};
 pub use fused_adamw::FusedAdamW;
 pub use optim::{adamw_for, clip_grad_norm, DecayGroups};
-pub use progress::{EpochRecord, ProgressPrinter};
-pub use recipe::{ChosenRecipe, RecipeKind, SMALL_IMAGE_SIDE};
+pub use progress::{Divergence, EpochRecord, ProgressPrinter};
+pub use recipe::{
+    describe_mixing_and_ema, ChosenRecipe, RecipeChoice, RecipeKind, RecipeOverrides,
+    SMALL_IMAGE_SIDE,
+};
+pub use run::{
+    prepare_checkpoints, temporary_path, write_atomically, RunIdentity, RunLock, IDENTITY_FILE,
+    LOCK_FILE,
+};
 pub use schedule::WarmupCosineLr;
+pub use start::{native_side, small_config, starting_model, StartingModel};
 pub use validation_output::ValidationOutput;

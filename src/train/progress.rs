@@ -13,7 +13,7 @@ use burn::train::renderer::{
     EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining,
 };
-use burn::train::LearnerSummary;
+use burn::train::{Interrupter, LearnerSummary};
 
 use super::ema_metric::{EMA_ACCURACY, EMA_LOSS};
 
@@ -36,6 +36,19 @@ pub struct EpochRecord {
     pub ema_valid_accuracy: Option<f64>,
     /// Seconds since training started, at the end of this epoch's validation.
     pub elapsed_s: f64,
+}
+
+/// Where a training loss first became NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Divergence {
+    /// The epoch, from 1.
+    pub epoch: usize,
+    /// The iteration within the epoch, from 1.
+    pub iteration: usize,
+    /// The learning rate last reported (NaN when none was).
+    pub lr: f64,
+    /// The loss value.
+    pub loss: f64,
 }
 
 /// Running sums of one split's metrics.
@@ -78,6 +91,10 @@ pub struct ProgressPrinter {
     tty: bool,
     in_place: bool,
     last_quarter: usize,
+    interrupter: Option<Interrupter>,
+    divergence: Arc<Mutex<Option<Divergence>>>,
+    iteration: usize,
+    lr: f64,
 }
 
 impl ProgressPrinter {
@@ -99,6 +116,54 @@ impl ProgressPrinter {
             tty: std::io::stdout().is_terminal(),
             in_place: false,
             last_quarter: 0,
+            interrupter: None,
+            divergence: Arc::new(Mutex::new(None)),
+            iteration: 0,
+            lr: f64::NAN,
+        }
+    }
+
+    /// Stops training through `interrupter` at the first NaN or infinite training loss (before
+    /// the epoch is checkpointed), recording where in [`divergence`](Self::divergence).
+    pub fn with_interrupter(mut self, interrupter: Interrupter) -> Self {
+        self.interrupter = Some(interrupter);
+        self
+    }
+
+    /// Where the training loss first became non-finite, if it did (shared: keep a clone before
+    /// handing the printer to the learner).
+    pub fn divergence(&self) -> Arc<Mutex<Option<Divergence>>> {
+        self.divergence.clone()
+    }
+
+    /// Notes a training-loss or learning-rate value and stops the run on a non-finite loss.
+    fn watch(&mut self, name: &str, value: f64) {
+        if self.split != "train" {
+            return;
+        }
+        if name == "Learning Rate" {
+            self.lr = value;
+            return;
+        }
+        if name != "Loss" {
+            return;
+        }
+        self.iteration += 1;
+        if value.is_finite() {
+            return;
+        }
+        if let Ok(mut slot) = self.divergence.lock() {
+            if slot.is_none() {
+                *slot = Some(Divergence {
+                    epoch: self.epoch,
+                    iteration: self.iteration,
+                    lr: self.lr,
+                    loss: value,
+                });
+            }
+        }
+        if let Some(i) = &self.interrupter {
+            i.stop(Some("the training loss is not finite"));
         }
     }
 
@@ -123,6 +188,13 @@ impl ProgressPrinter {
         let Some(name) = self.names.get(&entry.metric_id).cloned() else {
             return;
         };
+        let latest = match value {
+            NumericEntry::Final(v) | NumericEntry::Value(v) => v,
+            NumericEntry::Aggregated {
+                aggregated_value, ..
+            } => aggregated_value,
+        };
+        self.watch(&name, latest);
         let running = self.running();
         match value {
             NumericEntry::Final(v) => {
@@ -261,6 +333,7 @@ impl TrainingProgressLogger for ProgressPrinter {
         self.split = split.to_string();
         self.split_total = total_items;
         self.last_quarter = 0;
+        self.iteration = 0;
         *self.running() = Running::default();
     }
 

@@ -2,12 +2,14 @@
 //! the trainer picks when a user names only a data folder: training from scratch
 //! ([`TrainingConfig::from_scratch`]) or fine-tuning a checkpoint ([`TrainingConfig::fine_tune`]).
 //! Each of the last two also says what it chose and why ([`ChosenRecipe::reasons`]), so the
-//! trainer can print it.
+//! trainer can print it. [`RecipeOverrides`] lays what a user asked for on top of any of them,
+//! validated.
 
 use serde::{Deserialize, Serialize};
 
 use super::fit::TrainingConfig;
 use crate::data::{AugmentConfig, AugmentPolicy, MixupConfig};
+use crate::error::{Error, Result};
 use crate::vheat::VHeatConfig;
 
 /// Images of this side or smaller are "small": trained from scratch with the `light`
@@ -176,4 +178,241 @@ fn crop_flip() -> AugmentConfig {
         reprob: 0.0,
         ..AugmentPolicy::Reference.config()
     }
+}
+
+/// What a user asked to change in a recipe: every field `None` (or `false`) keeps the recipe's
+/// own value. The `vheat train` flags fill it; a library user builds one with
+/// [`Default::default`] and sets what they need.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecipeOverrides {
+    /// Passes over the training set.
+    pub epochs: Option<usize>,
+    /// Images per batch.
+    pub batch: Option<usize>,
+    /// Batches whose gradients are summed before each optimizer step.
+    pub accum: Option<usize>,
+    /// Peak learning rate.
+    pub lr: Option<f64>,
+    /// Warm-up length in epochs.
+    pub warmup_epochs: Option<f64>,
+    /// Weight decay of the decayed parameter group.
+    pub weight_decay: Option<f64>,
+    /// Image-loading threads.
+    pub workers: Option<usize>,
+    /// Seed of the data order and the augmentation draws.
+    pub seed: Option<u64>,
+    /// Augmentation policy by name (`none`, `light`, `reference`).
+    pub aug: Option<String>,
+    /// Random-resized-crop area range, as the two numbers LO, HI.
+    pub scale: Option<Vec<f64>>,
+    /// Probability of a horizontal flip.
+    pub hflip: Option<f64>,
+    /// RandAugment as timm spells it, or `none`.
+    pub rand_augment: Option<String>,
+    /// RandomErasing probability.
+    pub reprob: Option<f64>,
+    /// Mixup alpha (0 turns Mixup off).
+    pub mixup: Option<f64>,
+    /// CutMix alpha (0 turns CutMix off).
+    pub cutmix: Option<f64>,
+    /// Decay of a model EMA (0 or less turns it off).
+    pub ema: Option<f64>,
+    /// Warm the EMA decay up.
+    pub ema_warmup: bool,
+}
+
+/// Which recipe an image-folder run starts from before [`RecipeOverrides`] are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipeChoice {
+    /// The paper's recipe ([`TrainingConfig::reference`]).
+    Reference,
+    /// [`TrainingConfig::fine_tune`] when fine-tuning, else [`TrainingConfig::from_scratch`].
+    Auto,
+}
+
+impl RecipeOverrides {
+    /// The recipe for an image folder of `num_images` training images at side `size` for a
+    /// model of configuration `model`: the [`RecipeChoice`] (its reasons kept), then every
+    /// override on top, validated.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming a contradictory or out-of-range override.
+    pub fn folder_recipe(
+        &self,
+        choice: RecipeChoice,
+        fine_tuning: bool,
+        model: &VHeatConfig,
+        size: usize,
+        num_images: usize,
+    ) -> Result<ChosenRecipe> {
+        let mut chosen = match choice {
+            RecipeChoice::Reference => {
+                let accum = self.accum.unwrap_or(1);
+                let batch = self.batch.unwrap_or(512usize.div_ceil(accum.max(1)));
+                let total = batch.saturating_mul(accum);
+                let mut config = TrainingConfig::reference(model, total);
+                config.batch_size = batch;
+                ChosenRecipe {
+                    kind: RecipeKind::Reference,
+                    config,
+                    reasons: vec![format!(
+                        "the paper's reference recipe for this configuration at {total} images per step"
+                    )],
+                }
+            }
+            RecipeChoice::Auto if fine_tuning => TrainingConfig::fine_tune(size, num_images),
+            RecipeChoice::Auto => TrainingConfig::from_scratch(size, num_images),
+        };
+        self.apply(&mut chosen.config, model.num_classes)?;
+        chosen.config.validate()?;
+        Ok(chosen)
+    }
+
+    /// Every override on top of `recipe` (for a model of `num_classes` classes, which Mixup's
+    /// soft targets need).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an unknown augmentation policy, a `scale` that is not two
+    /// numbers, or a Mixup/CutMix alpha that is not a finite number ≥ 0.
+    pub fn apply(&self, recipe: &mut TrainingConfig, num_classes: usize) -> Result<()> {
+        if let Some(e) = self.epochs {
+            recipe.epochs = e;
+        }
+        if let Some(b) = self.batch {
+            recipe.batch_size = b;
+        }
+        if let Some(lr) = self.lr {
+            recipe.lr = lr;
+        }
+        if let Some(w) = self.warmup_epochs {
+            recipe.warmup_epochs = w;
+        }
+        if let Some(w) = self.weight_decay {
+            recipe.weight_decay = w;
+        }
+        if let Some(a) = self.accum {
+            recipe.grad_accumulation = a;
+        }
+        if let Some(w) = self.workers {
+            recipe.num_workers = w;
+        }
+        if let Some(s) = self.seed {
+            recipe.seed = s;
+        }
+        if let Some(policy) = &self.aug {
+            recipe.augment = policy.parse::<AugmentPolicy>()?.config();
+        }
+        if let Some(scale) = &self.scale {
+            let [lo, hi] = scale[..] else {
+                return Err(Error::InvalidConfig(format!(
+                    "--scale takes two numbers LO,HI, got {scale:?}"
+                )));
+            };
+            recipe.augment.scale = (lo, hi);
+        }
+        if let Some(p) = self.hflip {
+            recipe.augment.hflip = p;
+        }
+        if let Some(spec) = &self.rand_augment {
+            recipe.augment.rand_augment = (spec != "none").then(|| spec.clone());
+        }
+        if let Some(p) = self.reprob {
+            recipe.augment.reprob = p;
+        }
+        self.apply_mixup(recipe, num_classes)?;
+        if let Some(d) = self.ema {
+            recipe.ema_decay = (d > 0.0).then_some(d);
+        }
+        recipe.ema_warmup |= self.ema_warmup;
+        Ok(())
+    }
+
+    /// `--mixup` / `--cutmix` on top of the recipe's Mixup (or a fresh one with both alphas 0):
+    /// batch mixing is on when either alpha is above 0.
+    fn apply_mixup(&self, recipe: &mut TrainingConfig, num_classes: usize) -> Result<()> {
+        for (flag, v) in [("--mixup", self.mixup), ("--cutmix", self.cutmix)] {
+            if let Some(a) = v.filter(|a| !(a.is_finite() && *a >= 0.0)) {
+                return Err(Error::InvalidConfig(format!(
+                    "{flag} {a}: the alpha must be a finite number >= 0 (0 turns it off)"
+                )));
+            }
+        }
+        if self.mixup.is_none() && self.cutmix.is_none() {
+            return Ok(());
+        }
+        let mut m = recipe
+            .mixup
+            .clone()
+            .unwrap_or_else(|| {
+                MixupConfig::new(num_classes)
+                    .with_mixup_alpha(0.0)
+                    .with_cutmix_alpha(0.0)
+            })
+            .with_label_smoothing(recipe.label_smoothing);
+        if let Some(a) = self.mixup {
+            m = m.with_mixup_alpha(a);
+        }
+        if let Some(a) = self.cutmix {
+            m = m.with_cutmix_alpha(a);
+        }
+        recipe.mixup = (m.mixup_alpha > 0.0 || m.cutmix_alpha > 0.0).then_some(m);
+        Ok(())
+    }
+
+    /// The recipe of a run on the built-in synthetic shapes (`num_classes` classes): the
+    /// library defaults with one epoch of warm-up, batch 64, `default_epochs` and `default_lr`,
+    /// then every override on top, validated like a folder's.
+    ///
+    /// # Errors
+    /// As [`folder_recipe`](Self::folder_recipe).
+    pub fn synthetic_recipe(
+        &self,
+        default_epochs: usize,
+        default_lr: f64,
+        num_classes: usize,
+    ) -> Result<TrainingConfig> {
+        let mut recipe = TrainingConfig {
+            epochs: default_epochs,
+            lr: default_lr,
+            warmup_epochs: 1.0,
+            num_workers: 1,
+            ..TrainingConfig::default()
+        };
+        self.apply(&mut recipe, num_classes)?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// True when an augmentation override is given (they shape image-folder training only:
+    /// the synthetic shapes are drawn fresh and not augmented).
+    pub fn sets_augmentation(&self) -> bool {
+        self.aug.is_some()
+            || self.scale.is_some()
+            || self.hflip.is_some()
+            || self.rand_augment.is_some()
+            || self.reprob.is_some()
+    }
+}
+
+/// One line each for the batch mixing and the model EMA of `recipe`, when they are on: what a
+/// trainer prints so that the user sees them.
+pub fn describe_mixing_and_ema(recipe: &TrainingConfig) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(m) = &recipe.mixup {
+        lines.push(format!(
+            "mixup: alpha {} / cutmix alpha {}, switch {}, prob {}, smoothing {} in the soft targets",
+            m.mixup_alpha, m.cutmix_alpha, m.switch_prob, m.prob, m.label_smoothing
+        ));
+    }
+    if let Some(d) = recipe.ema_decay {
+        lines.push(format!(
+            "model EMA: decay {d}{}",
+            if recipe.ema_warmup {
+                " with warm-up"
+            } else {
+                ""
+            }
+        ));
+    }
+    lines
 }

@@ -226,6 +226,13 @@ impl VHeatConfig {
     /// validates it.
     pub fn load<P: AsRef<Path>>(path: P) -> Result<Self> {
         let path = path.as_ref();
+        // Opening a FIFO would block until a writer comes: refused by type.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(Error::ConfigFile {
+                path: path.to_path_buf(),
+                reason: "not a regular file (a folder, a FIFO or a device)".into(),
+            });
+        }
         let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -329,7 +336,7 @@ impl VHeatConfig {
     /// (every weight matrix and embedding; biases and norms are negligible) so that an absurd
     /// configuration (e.g. `depths: [18446744073709551615]`) gives a huge number instead of an
     /// integer overflow while building.
-    fn parameter_bytes_estimate(&self) -> f64 {
+    pub(crate) fn parameter_bytes_estimate(&self) -> f64 {
         let (mut total, n) = (0f64, self.num_stages());
         let d0 = self.dims[0] as f64;
         total += 9.0 * self.in_chans as f64 * d0 / 2.0 + 9.0 * d0 / 2.0 * d0;

@@ -62,6 +62,9 @@ impl VHeatConfig {
     /// Builds the model on `device`, or says why the configuration cannot be built.
     pub fn try_init(&self, device: &Device) -> Result<VHeat> {
         self.validate()?;
+        // The parameters alone, before any is allocated: an absurd configuration is an error
+        // naming its size, not an allocation failure.
+        self.check_memory(0, self.img_size, false)?;
         let n = self.num_stages();
         let dpr = drop_path_schedule(self.drop_path_rate, self.depths.iter().sum());
         let fve = self.fve_sizes();
