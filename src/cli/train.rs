@@ -27,7 +27,7 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::train::{
-    fit, meta_path, pretrained_for_fine_tuning, save_checkpoint, CheckpointMeta, FitOptions,
+    distributed, fit, meta_path, pretrained_for_fine_tuning, save_checkpoint, CheckpointMeta, FitOptions,
     FitReport, ModelChoice, Pretrained, TrainingConfig,
 };
 use crate::vheat::{VHeat, VHeatConfig};
@@ -177,6 +177,12 @@ pub struct TrainArgs {
     /// Write a PNG grid of synthetic training images (two of each class) to PATH and exit.
     #[arg(long, value_name = "PATH")]
     pub samples: Option<PathBuf>,
+
+    /// Data-parallel training across the processes an MPI launcher started (`mpirun -np N
+    /// vheat train …`, --batch per process): auto (when a launcher of several processes is
+    /// detected), mpi (always), none. Needs a build with `--features mpi`.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "mpi", "none"])]
+    pub distributed: String,
 }
 
 /// The devices to train on: `--devices`, or `--backend`.
@@ -442,7 +448,8 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
     let weights = args.out.join("model.bpk");
     let options = FitOptions::new(&args.out, device.clone())
         .with_devices(devices.clone())
-        .with_resume(args.resume);
+        .with_resume(args.resume)
+        .with_distributed(distributed::from_launcher(Some(&args.distributed))?);
 
     let (report, meta) = if let Some(dir) = &args.data {
         let (train, val) = ImageFolder::open_split(dir, args.val_fraction, args.seed)?;
@@ -540,9 +547,11 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         };
         (report, meta)
     };
-    save_checkpoint(&report.model, &meta, &weights)?;
-    if let Some(ema) = &report.ema {
-        save_checkpoint(ema, &meta, args.out.join("model_ema.bpk"))?;
+    if options.writes_artifacts() {
+        save_checkpoint(&report.model, &meta, &weights)?;
+        if let Some(ema) = &report.ema {
+            save_checkpoint(ema, &meta, args.out.join("model_ema.bpk"))?;
+        }
     }
     Ok(Some(TrainOutcome {
         report,

@@ -78,6 +78,7 @@ pub struct ProgressPrinter {
     tty: bool,
     in_place: bool,
     last_quarter: usize,
+    quiet: bool,
 }
 
 impl ProgressPrinter {
@@ -99,7 +100,15 @@ impl ProgressPrinter {
             tty: std::io::stdout().is_terminal(),
             in_place: false,
             last_quarter: 0,
+            quiet: false,
         }
+    }
+
+    /// A printer that prints nothing and only keeps the history (the ranks other than 0 of a
+    /// data-parallel job).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 
     /// The list every finished epoch is appended to (shared: keep a clone before handing the
@@ -148,6 +157,9 @@ impl ProgressPrinter {
     /// once per quarter of a training epoch and no more often than `interval`, so that logs stay
     /// short.
     fn due(&mut self, done: usize) -> bool {
+        if self.quiet {
+            return false;
+        }
         if self.last_print.elapsed() < self.interval {
             return false;
         }
@@ -298,7 +310,8 @@ impl TrainingProgressLogger for ProgressPrinter {
         } else {
             String::new()
         };
-        println!(
+        if !self.quiet {
+            println!(
             "epoch {:>width$}/{}  train loss {}  acc {} %  |  val loss {}  val acc {} %{ema}  |  {:.0} s",
             record.epoch,
             self.total_epochs,
@@ -308,6 +321,7 @@ impl TrainingProgressLogger for ProgressPrinter {
             fmt(record.valid_accuracy, 1),
             record.elapsed_s
         );
+        }
         let _ = std::io::stdout().flush();
         if let Ok(mut h) = self.history.lock() {
             h.push(record);
