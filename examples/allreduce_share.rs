@@ -54,7 +54,12 @@ fn main() -> vheat::Result<()> {
         let (mut grads, _) = classifier.gradients(images.clone());
         let c = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        average_gradients(&classifier.model, &mut grads, dist.comm.as_ref(), DEFAULT_FUSION_BYTES)?;
+        average_gradients(
+            &classifier.model,
+            &mut grads,
+            dist.comm.as_ref(),
+            DEFAULT_FUSION_BYTES,
+        )?;
         let r = t.elapsed().as_secs_f64();
         if step > 0 {
             compute.push(c);

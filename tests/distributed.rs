@@ -13,8 +13,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use vheat::data::{ImageBatch, ImageBatcher, ShapesConfig, SyntheticShapes};
 use vheat::train::distributed::{
-    average_gradients, parameter_hash, Communicator, Distributed, LocalGroup,
-    DEFAULT_FUSION_BYTES,
+    average_gradients, parameter_hash, Communicator, Distributed, LocalGroup, DEFAULT_FUSION_BYTES,
 };
 use vheat::train::{fit, FitOptions, FitReport, ImageClassifier, TrainingConfig};
 use vheat::{VHeat, VHeatConfig};
@@ -39,8 +38,10 @@ fn flat_grads<M: Module>(module: &M, grads: &GradientsParams) -> Vec<Vec<f32>> {
     impl ModuleVisitor for V<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let g = self.0.get::<D>(param.id);
-            self.1
-                .push(g.map(|g| g.into_data().to_vec().unwrap()).unwrap_or_default());
+            self.1.push(
+                g.map(|g| g.into_data().try_to_vec::<f32>().unwrap())
+                    .unwrap_or_default(),
+            );
         }
     }
     let mut v = V(grads, Vec::new());
@@ -52,7 +53,7 @@ fn flat_grads<M: Module>(module: &M, grads: &GradientsParams) -> Vec<Vec<f32>> {
 /// as threads; `fusion_bytes` sets the pieces of the sum.
 fn two_rank_gradients(classifier: &ImageClassifier, fusion_bytes: usize) -> Vec<Vec<Vec<f32>>> {
     let device = common::cpu().autodiff();
-    let handles: Vec<_> = LocalGroup::new(2)
+    let handles: Vec<_> = LocalGroup::connect(2)
         .into_iter()
         .map(|comm| {
             let c = classifier.clone();
@@ -72,7 +73,8 @@ fn two_rank_gradients(classifier: &ImageClassifier, fusion_bytes: usize) -> Vec<
 fn averaged_gradients_of_two_ranks_equal_the_gradient_of_the_joined_batch() {
     let device = common::cpu().autodiff();
     // No clipping: the clip would act on each rank's own gradient before this comparison.
-    let classifier = ImageClassifier::new(tiny_config().init_seeded(&device, 4).unwrap(), 0.1, None);
+    let classifier =
+        ImageClassifier::new(tiny_config().init_seeded(&device, 4).unwrap(), 0.1, None);
     let (joined, _) = classifier.gradients(batch(0..16, &device));
     let joined = flat_grads(&classifier.model, &joined);
     let ranks = two_rank_gradients(&classifier, DEFAULT_FUSION_BYTES);
@@ -113,13 +115,15 @@ fn recipe(batch_size: usize, lr: f64) -> TrainingConfig {
 /// broadcast must make them equal).
 fn train_on(ranks: usize, config: TrainingConfig, tag: &str) -> Vec<FitReport> {
     let dir = common::unique_temp_dir(tag);
-    let handles: Vec<_> = LocalGroup::new(ranks)
+    let handles: Vec<_> = LocalGroup::connect(ranks)
         .into_iter()
         .map(|comm| {
             let (config, dir) = (config.clone(), dir.clone());
             std::thread::spawn(move || {
                 let d = common::cpu();
-                let model = tiny_config().init_seeded(&d, 10 + comm.rank() as u64).unwrap();
+                let model = tiny_config()
+                    .init_seeded(&d, 10 + comm.rank() as u64)
+                    .unwrap();
                 let train = SyntheticShapes::new(ShapesConfig::new(32, 64, 1)).unwrap();
                 let valid = SyntheticShapes::new(ShapesConfig::new(32, 16, 2)).unwrap();
                 let options = FitOptions::new(&dir, d)
@@ -137,7 +141,8 @@ fn weights(model: &VHeat) -> Vec<f32> {
     struct V(Vec<f32>);
     impl ModuleVisitor for V {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.extend(param.val().into_data().to_vec::<f32>().unwrap());
+            self.0
+                .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
         }
     }
     let mut v = V(Vec::new());

@@ -22,8 +22,15 @@ use vheat::{VHeat, VHeatConfig};
 /// cores), shared-memory transport only.
 fn mpirun(np: usize) -> Command {
     let mut c = Command::new("mpirun");
-    c.args(["--allow-run-as-root", "--bind-to", "none", "--mca", "btl", "self,vader"])
-        .args(["-np", &np.to_string()]);
+    c.args([
+        "--allow-run-as-root",
+        "--bind-to",
+        "none",
+        "--mca",
+        "btl",
+        "self,vader",
+    ])
+    .args(["-np", &np.to_string()]);
     c
 }
 
@@ -40,7 +47,8 @@ fn weights(model: &VHeat) -> Vec<f32> {
     struct V(Vec<f32>);
     impl ModuleVisitor for V {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.extend(param.val().into_data().to_vec::<f32>().unwrap());
+            self.0
+                .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
         }
     }
     let mut v = V(Vec::new());
@@ -100,7 +108,14 @@ fn run_workers(np: usize, batch: usize, tag: &str) -> PathBuf {
     let status = mpirun(np)
         .args(["-x", "VHEAT_MPI_OUT", "-x", "VHEAT_MPI_BATCH"])
         .arg(exe)
-        .args(["--ignored", "--exact", "mpi_rank_worker", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "mpi_rank_worker",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("VHEAT_MPI_OUT", &out)
         .env("VHEAT_MPI_BATCH", batch.to_string())
         .status()
@@ -113,7 +128,10 @@ fn run_workers(np: usize, batch: usize, tag: &str) -> PathBuf {
 fn two_ranks_train_as_one_process_of_twice_the_batch() {
     let two = run_workers(2, 8, "mpi-two");
     let one = run_workers(1, 16, "mpi-one");
-    let (r0, r1) = (read_f32(&two.join("rank0.f32")), read_f32(&two.join("rank1.f32")));
+    let (r0, r1) = (
+        read_f32(&two.join("rank0.f32")),
+        read_f32(&two.join("rank1.f32")),
+    );
     assert!(
         r0.iter().zip(&r1).all(|(a, b)| a.to_bits() == b.to_bits()) && r0.len() == r1.len(),
         "rank 0 and rank 1 must hold the same bits"
@@ -125,12 +143,12 @@ fn two_ranks_train_as_one_process_of_twice_the_batch() {
     let apart = norm(&mut single.iter().zip(&r0).map(|(a, b)| (a - b) as f64));
     let rel = apart / update;
     println!("8 steps: |w(2 ranks) - w(1 process)| / |w(1 process) - w(start)| = {rel:.2e}");
-    // As in tests/distributed.rs: the gradients differ by float32 rounding only, which
-    // AdamW's division by the second moment's root can turn into up to a step size in an
-    // element whose gradient is near zero; a percent of the whole update bounds that, while
-    // gradients summed instead of averaged, or not exchanged, put the runs tens of percent
-    // apart.
-    assert!(rel < 1e-2, "{rel}");
+    // The gradients differ by float32 rounding only (the order of the batch sums), a relative
+    // 1e-7..1e-6 per step; AdamW's division by the second moment's root can enlarge that in an
+    // element whose gradient is near zero, so the bound leaves two orders of magnitude over
+    // the 8.5e-7 measured on the development machine; gradients summed instead of averaged,
+    // or not exchanged, put the runs tens of percent apart.
+    assert!(rel < 1e-4, "{rel}");
     std::fs::remove_dir_all(&two).ok();
     std::fs::remove_dir_all(&one).ok();
 }
@@ -180,8 +198,20 @@ fn descends_from(mut pid: u32, ancestor: u32) -> bool {
 fn train_job(out: &Path, resume: bool) -> Command {
     let mut c = mpirun(2);
     c.arg(env!("CARGO_BIN_EXE_vheat")).args([
-        "train", "--size", "32", "--train-images", "256", "--val-images", "32", "--epochs", "4",
-        "--batch", "16", "--workers", "0", "--out",
+        "train",
+        "--size",
+        "32",
+        "--train-images",
+        "256",
+        "--val-images",
+        "32",
+        "--epochs",
+        "4",
+        "--batch",
+        "16",
+        "--workers",
+        "0",
+        "--out",
     ]);
     c.arg(out);
     if resume {
@@ -212,12 +242,21 @@ fn a_killed_rank_ends_the_job_and_resume_finishes_it() {
     let first = out.join("checkpoint").join("scheduler-1.bpk");
     let start = Instant::now();
     while !first.is_file() {
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint of epoch 1");
-        assert!(job.try_wait().unwrap().is_none(), "the job ended before epoch 1's checkpoint");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint of epoch 1"
+        );
+        assert!(
+            job.try_wait().unwrap().is_none(),
+            "the job ended before epoch 1's checkpoint"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let victim = rank_pid(job.id(), 1).expect("rank 1's process");
-    let killed = Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     // The launcher ends the job: every survivor stops within seconds, none waits forever.
     let status = wait_with_timeout(&mut job, Duration::from_secs(60));

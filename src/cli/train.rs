@@ -27,8 +27,8 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::train::{
-    distributed, fit, meta_path, pretrained_for_fine_tuning, save_checkpoint, CheckpointMeta, FitOptions,
-    FitReport, ModelChoice, Pretrained, TrainingConfig,
+    distributed, fit, meta_path, pretrained_for_fine_tuning, save_checkpoint, CheckpointMeta,
+    FitOptions, FitReport, ModelChoice, Pretrained, TrainingConfig,
 };
 use crate::vheat::{VHeat, VHeatConfig};
 

@@ -9,25 +9,19 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::prelude::*;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
-use burn::train::{
-    ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining,
-};
+use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
 use serde::{Deserialize, Serialize};
 
 use super::checkpointer::{resumable_checkpoint, AtomicFileCheckpointer};
 use super::classifier::ImageClassifier;
 use super::distributed::start::{announce, options_compared, rank_seed};
-use super::distributed::{
-    broadcast_parameters, Distributed, GradientSync, Shard, ShardedLoader,
-};
+use super::distributed::{broadcast_parameters, Distributed, GradientSync, Shard, ShardedLoader};
 use super::ema_metric::{EmaAccuracyMetric, EmaLossMetric};
 use super::evaluate::evaluate_accuracy;
 use super::optim::adamw_for;
 use super::progress::{EpochRecord, ProgressPrinter};
 use super::schedule::WarmupCosineLr;
-use crate::data::{
-    AugmentConfig, ImageBatch, ImageBatcher, ImageItem, MixupBatcher, MixupConfig,
-};
+use crate::data::{AugmentConfig, ImageBatch, ImageBatcher, ImageItem, MixupBatcher, MixupConfig};
 use crate::error::{Error, Result};
 use crate::vheat::VHeat;
 
@@ -580,7 +574,10 @@ fn resume_epoch(artifact_dir: &Path, speaks: bool, dist: Option<&Distributed>) -
         // see rank 0's checkpoints.
         d.check_same(
             "the checkpoint to resume from",
-            &[("the newest readable checkpoint".into(), format!("{epoch:?}"))],
+            &[(
+                "the newest readable checkpoint".into(),
+                format!("{epoch:?}"),
+            )],
         )?;
     }
     Ok(epoch.unwrap_or(0))

@@ -27,7 +27,7 @@ struct State {
     departed: usize,
 }
 
-/// A group of ranks in one process: [`LocalGroup::new`] gives one [`LocalCommunicator`] per
+/// A group of ranks in one process: [`LocalGroup::connect`] gives one [`LocalCommunicator`] per
 /// rank, each to be moved to its own thread. Every collective is an exchange of every rank's
 /// bytes; sums are taken in rank order, so every rank gets the same bits.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub struct LocalGroup;
 
 impl LocalGroup {
     /// `size` connected ranks (`size ≥ 1`), in rank order.
-    pub fn new(size: usize) -> Vec<LocalCommunicator> {
+    pub fn connect(size: usize) -> Vec<LocalCommunicator> {
         let size = size.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -64,10 +64,7 @@ pub struct LocalCommunicator {
 
 impl LocalCommunicator {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every rank's `mine`, by rank, once all have given theirs.
@@ -162,7 +159,7 @@ mod tests {
 
     #[test]
     fn two_ranks_sum_broadcast_and_gather() {
-        let mut group = LocalGroup::new(2);
+        let mut group = LocalGroup::connect(2);
         let r1 = group.pop().expect("rank 1");
         let r0 = group.pop().expect("rank 0");
         let t = std::thread::spawn(move || {
@@ -189,7 +186,7 @@ mod tests {
     /// A rank that leaves makes the other's collective fail instead of waiting forever.
     #[test]
     fn a_departed_rank_ends_the_wait_with_an_error() {
-        let mut group = LocalGroup::new(2);
+        let mut group = LocalGroup::connect(2);
         let r1 = group.pop().expect("rank 1");
         let r0 = group.pop().expect("rank 0");
         let t = std::thread::spawn(move || {

@@ -117,7 +117,11 @@ impl Distributed {
 }
 
 /// `rank`'s entries that differ from rank 0's, one line each.
-fn differences_from(zero: &[(String, String)], theirs: &[(String, String)], rank: usize) -> Vec<String> {
+fn differences_from(
+    zero: &[(String, String)],
+    theirs: &[(String, String)],
+    rank: usize,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (name, value) in zero {
         match theirs.iter().find(|(n, _)| n == name) {
@@ -215,7 +219,7 @@ mod tests {
 
     #[test]
     fn two_ranks_with_different_options_are_refused_on_both() {
-        let group = LocalGroup::new(2);
+        let group = LocalGroup::connect(2);
         let handles: Vec<_> = group
             .into_iter()
             .map(|comm| {
@@ -229,7 +233,8 @@ mod tests {
         for h in handles {
             let err = h.join().expect("thread").expect_err("must differ");
             assert!(
-                err.to_string().contains("rank 1 has seed = 1, rank 0 has 0"),
+                err.to_string()
+                    .contains("rank 1 has seed = 1, rank 0 has 0"),
                 "{err}"
             );
         }

@@ -22,12 +22,20 @@ use crate::error::{Error, Result};
 /// Dropped after [`Communicator::finish`], it finalises MPI; dropped without (this rank is
 /// leaving on an error), it does not — `MPI_Finalize` would wait for the other ranks, which
 /// wait for this one — and the process exits, which makes the launcher end the job.
-#[derive(Debug)]
 pub struct MpiCommunicator {
     universe: Mutex<Option<Universe>>,
     rank: usize,
     size: usize,
     finished: AtomicBool,
+}
+
+impl std::fmt::Debug for MpiCommunicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpiCommunicator")
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MpiCommunicator {
@@ -44,7 +52,7 @@ impl MpiCommunicator {
         };
         let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
             .ok_or_else(|| fail("MPI is already initialised in this process".into()))?;
-        if threading < Threading::Serialized {
+        if matches!(threading, Threading::Single | Threading::Funneled) {
             return Err(fail(format!(
                 "the MPI library offers thread level {threading:?}; serialized access from \
                  several threads is needed"

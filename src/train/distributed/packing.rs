@@ -34,7 +34,7 @@ struct Pack<'a> {
 
 impl ModuleVisitor for Pack<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let dims = param.shape().dims.to_vec();
+        let dims = param.shape().to_vec();
         let len: usize = dims.iter().product();
         match self.grads.remove::<D>(param.id) {
             Some(g) => {
@@ -99,7 +99,11 @@ fn register(grads: &mut GradientsParams, slot: Slot, values: Vec<f32>) {
 
 /// Sums `flat` across the ranks of `comm` in pieces of at most `fusion_bytes` bytes (one piece
 /// when it fits: Horovod's fused buffer; consecutive pieces above it).
-pub fn all_reduce_fused(comm: &dyn Communicator, flat: &mut [f32], fusion_bytes: usize) -> Result<()> {
+pub fn all_reduce_fused(
+    comm: &dyn Communicator,
+    flat: &mut [f32],
+    fusion_bytes: usize,
+) -> Result<()> {
     let piece = (fusion_bytes / 4).max(1);
     for chunk in flat.chunks_mut(piece) {
         comm.all_reduce_sum(chunk)?;
@@ -165,7 +169,7 @@ struct Fill<'a> {
 
 impl ModuleMapper for Fill<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let dims = param.shape().dims.to_vec();
+        let dims = param.shape().to_vec();
         let len: usize = dims.iter().product();
         let piece = self.flat[self.at..self.at + len].to_vec();
         self.at += len;
@@ -182,7 +186,11 @@ impl ModuleMapper for Fill<'_> {
 ///
 /// # Errors
 /// [`crate::Error::Distributed`] if the broadcast fails or the ranks' models differ in size.
-pub fn broadcast_parameters<M: Module>(module: M, comm: &dyn Communicator, root: usize) -> Result<M> {
+pub fn broadcast_parameters<M: Module>(
+    module: M,
+    comm: &dyn Communicator,
+    root: usize,
+) -> Result<M> {
     if comm.size() == 1 {
         return Ok(module);
     }
@@ -190,8 +198,14 @@ pub fn broadcast_parameters<M: Module>(module: M, comm: &dyn Communicator, root:
     module.visit(&mut flat);
     let mut flat = flat.0;
     let sizes = comm.all_gather_bytes(&(flat.len() as u64).to_le_bytes())?;
-    if sizes.iter().any(|s| s.as_slice() != (flat.len() as u64).to_le_bytes()) {
-        return Err(failure(comm, "the ranks' models have different numbers of parameters"));
+    if sizes
+        .iter()
+        .any(|s| s.as_slice() != (flat.len() as u64).to_le_bytes())
+    {
+        return Err(failure(
+            comm,
+            "the ranks' models have different numbers of parameters",
+        ));
     }
     comm.broadcast(&mut flat, root)?;
     let mut fill = Fill { flat: &flat, at: 0 };
@@ -204,7 +218,7 @@ pub fn parameter_hash<M: Module>(module: &M) -> [u8; 32] {
     impl ModuleVisitor for Hash {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let data = param.val().into_data().convert::<f32>();
-            for d in data.shape.iter() {
+            for d in data.shape().iter() {
                 self.0.update((*d as u64).to_le_bytes());
             }
             for v in data.iter::<f32>() {
@@ -222,7 +236,11 @@ pub fn parameter_hash<M: Module>(module: &M) -> [u8; 32] {
 /// # Errors
 /// [`crate::Error::RanksDiffer`] naming the ranks whose parameters differ from rank 0's (on
 /// every rank, so that all stop together); [`crate::Error::Distributed`] if the exchange fails.
-pub fn check_same_parameters<M: Module>(module: &M, comm: &dyn Communicator, when: &str) -> Result<()> {
+pub fn check_same_parameters<M: Module>(
+    module: &M,
+    comm: &dyn Communicator,
+    when: &str,
+) -> Result<()> {
     if comm.size() == 1 {
         return Ok(());
     }

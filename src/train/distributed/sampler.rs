@@ -161,7 +161,12 @@ mod tests {
             assert_eq!(b[5], order[0]);
             // One process with twice the batch sees, in each batch of 2b, exactly the samples
             // of the two ranks' batches of b.
-            let one = Shard { size: 1, rank: 0, ..shard(0) }.indices(epoch);
+            let one = Shard {
+                size: 1,
+                rank: 0,
+                ..shard(0)
+            }
+            .indices(epoch);
             assert_eq!(one, order);
             for k in 0..5 {
                 let mut pair = vec![a[k], b[k]];
@@ -177,10 +182,20 @@ mod tests {
     #[test]
     fn fewer_samples_than_ranks_still_give_every_rank_one() {
         for rank in 0..4 {
-            let s = Shard { len: 3, rank, size: 4, seed: 0 };
+            let s = Shard {
+                len: 3,
+                rank,
+                size: 4,
+                seed: 0,
+            };
             assert_eq!(s.indices(1).len(), 1);
         }
-        let empty = Shard { len: 0, rank: 0, size: 2, seed: 0 };
+        let empty = Shard {
+            len: 0,
+            rank: 0,
+            size: 2,
+            seed: 0,
+        };
         assert!(empty.indices(1).is_empty());
     }
 }

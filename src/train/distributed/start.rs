@@ -1,7 +1,6 @@
 //! What [`crate::train::fit`] does first as one rank of a data-parallel job: what the ranks
 //! compare, the start-up lines, each rank's seed.
 
-use burn::module::Module;
 use burn::prelude::*;
 
 use super::Distributed;
@@ -23,7 +22,10 @@ pub(crate) fn options_compared(
             out.push((format!("`{k}`"), v.to_string()));
         }
     }
-    out.push(("the model's parameters".into(), model.num_params().to_string()));
+    out.push((
+        "the model's parameters".into(),
+        model.num_params().to_string(),
+    ));
     out.push(("training images".into(), train.to_string()));
     out.push(("validation images".into(), valid.to_string()));
     out.extend(identity.iter().cloned());
@@ -31,7 +33,12 @@ pub(crate) fn options_compared(
 }
 
 /// Prints this rank's start-up line and, on rank 0, the learning-rate scaling.
-pub(crate) fn announce(d: &Distributed, device: &Device, config: &TrainingConfig, scaled: &TrainingConfig) {
+pub(crate) fn announce(
+    d: &Distributed,
+    device: &Device,
+    config: &TrainingConfig,
+    scaled: &TrainingConfig,
+) {
     let global = config.batch_size * config.grad_accumulation * d.size();
     println!(
         "rank {} of {}: device {device:?}, batch {} per rank, global batch {global}",
