@@ -108,13 +108,13 @@ impl ImageClassifier {
         self
     }
 
-    /// After an optimizer step: the EMA update, then the distributed step count.
+    /// After an optimizer step (outside the pool: the comparison waits for the other ranks):
+    /// the distributed step count.
     fn after_step(self) -> Self {
-        let out = self.update_ema();
-        if let Some(sync) = &out.sync {
-            sync.after_step(&out.model);
+        if let Some(sync) = &self.sync {
+            sync.after_step(&self.model);
         }
-        out
+        self
     }
 
     /// Adds a weight average started at the current weights, with decay `decay` (reference
@@ -156,17 +156,21 @@ impl ImageClassifier {
     /// The gradients of one training step (with the smoothed loss), averaged over the ranks
     /// in data-parallel training ([`Self::with_sync`]), clipped by global norm.
     pub fn gradients(&self, batch: ImageBatch) -> (GradientsParams, ClassificationOutput) {
-        on_pool(on_host(&batch.images), || {
+        let host = on_host(&batch.images);
+        let (mut grads, out) = on_pool(host, || {
             let out = self.forward_classification(batch, self.label_smoothing);
-            let mut grads = GradientsParams::from_grads(out.loss.backward(), self);
-            if let Some(sync) = &self.sync {
-                sync.average(&self.model, &mut grads);
-            }
-            if self.clip_grad > 0.0 {
-                clip_grad_norm(self, &mut grads, self.clip_grad);
-            }
+            let grads = GradientsParams::from_grads(out.loss.backward(), self);
             (grads, out)
-        })
+        });
+        // Outside the pool: the exchange waits for the other ranks, and a pool worker must not
+        // wait (the ranks of an in-process group share the pool).
+        if let Some(sync) = &self.sync {
+            sync.average(&self.model, &mut grads);
+        }
+        if self.clip_grad > 0.0 {
+            on_pool(host, || clip_grad_norm(self, &mut grads, self.clip_grad));
+        }
+        (grads, out)
     }
 
     /// Whether this model's parameters take the host kernels' path (see `on_pool`).
@@ -191,8 +195,9 @@ impl TrainStep for ImageClassifier {
         grads: GradientsParams,
     ) -> Self {
         on_pool(self.runs_on_host(), || {
-            optim.step(lr, self, grads).after_step()
+            optim.step(lr, self, grads).update_ema()
         })
+        .after_step()
     }
 
     fn optimize_multi(
@@ -202,8 +207,9 @@ impl TrainStep for ImageClassifier {
         grads: MultiGradientsParams,
     ) -> Self {
         on_pool(self.runs_on_host(), || {
-            optim.step_multi(lr, self, grads).after_step()
+            optim.step_multi(lr, self, grads).update_ema()
         })
+        .after_step()
     }
 }
 
