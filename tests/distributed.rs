@@ -165,12 +165,12 @@ fn two_ranks_of_batch_8_train_as_one_process_of_batch_16() {
     let diff: Vec<f32> = d1.iter().zip(&d2).map(|(a, b)| a - b).collect();
     let rel = norm(&diff) / norm(&d1);
     println!("8 steps: |update(2 ranks) - update(1 process)| / |update| = {rel:.2e}");
-    // The two runs' gradients differ by float32 rounding only (see the test above); AdamW
-    // divides by the root of the second moment, which turns a rounding-level difference of a
-    // gradient element near zero into a difference of up to one step size in that element, so
-    // the updates are compared as a whole: a percent of their norm. Without averaging, or with
-    // another data order, the two updates differ by tens of percent.
-    assert!(rel < 1e-2, "{rel}");
+    // The two runs' gradients differ by float32 rounding only (see the test above: 1.2e-6);
+    // AdamW's division by the second moment's root can enlarge that in an element whose
+    // gradient is near zero, so the updates are compared as a whole, with two orders of
+    // magnitude over the 8.5e-7 measured on the development machine. Without averaging, or
+    // with another data order, the two updates differ by tens of percent.
+    assert!(rel < 1e-4, "{rel}");
     assert_eq!(one[0].epochs.len(), 2);
     assert_eq!(two[1].epochs.len(), 2);
 }
