@@ -403,6 +403,34 @@ pub enum Error {
         path: PathBuf,
         /// Which input it is.
         what: String,
+    /// `--distributed mpi` (or a launcher's environment) in a build without MPI.
+    #[error(
+        "distributed training over MPI is not compiled into this build: rebuild with \
+         `cargo build --release --features mpi` (needs an MPI library and libclang, e.g. \
+         `apt-get install libopenmpi-dev openmpi-bin libclang-dev`)"
+    )]
+    MpiNotCompiled,
+
+    /// A collective operation of data-parallel training failed (a rank left, the launcher
+    /// ended the job, or the communicator reported an error).
+    #[error("distributed training (rank {rank} of {size}): {reason}")]
+    Distributed {
+        /// This process's rank.
+        rank: usize,
+        /// The number of ranks.
+        size: usize,
+        /// What failed.
+        reason: String,
+    },
+
+    /// Ranks of one data-parallel job disagree: started with different options, or their
+    /// parameters drifted apart.
+    #[error("ranks differ in {what}: {details}")]
+    RanksDiffer {
+        /// What was compared (the options, or the parameters after an epoch).
+        what: String,
+        /// Which ranks and which values differ.
+        details: String,
     },
 }
 

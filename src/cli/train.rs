@@ -29,9 +29,9 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::train::{
-    describe_mixing_and_ema, fit, meta_path, refuse_overwriting_inputs, save_checkpoint,
-    small_config, starting_model, CheckpointMeta, FitOptions, FitReport, ModelChoice, RecipeChoice,
-    RecipeOverrides, RunLock, StartingModel,
+    describe_mixing_and_ema, distributed, fit, meta_path, refuse_overwriting_inputs,
+    save_checkpoint, small_config, starting_model, CheckpointMeta, FitOptions, FitReport,
+    ModelChoice, RecipeChoice, RecipeOverrides, RunLock, StartingModel, TrainingConfig,
 };
 
 /// Arguments of `vheat train` (and of `examples/train.rs`).
@@ -181,6 +181,12 @@ pub struct TrainArgs {
     /// Write a PNG grid of synthetic training images (two of each class) to PATH and exit.
     #[arg(long, value_name = "PATH")]
     pub samples: Option<PathBuf>,
+
+    /// Data-parallel training across the processes an MPI launcher started (`mpirun -np N
+    /// vheat train …`, --batch per process): auto (when a launcher of several processes is
+    /// detected), mpi (always), none. Needs a build with `--features mpi`.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "mpi", "none"])]
+    pub distributed: String,
 }
 
 /// The devices to train on: `--devices`, or `--backend`.
@@ -291,7 +297,8 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
     let ema_weights = args.out.join("model_ema.bpk");
     let mut options = FitOptions::new(&args.out, device.clone())
         .with_devices(devices.clone())
-        .with_resume(args.resume);
+        .with_resume(args.resume)
+        .with_distributed(distributed::from_launcher(Some(&args.distributed))?);
 
     let (report, meta) = if let Some(dir) = &args.data {
         let (train, val) = ImageFolder::list_split(dir, args.val_fraction, args.seed)?;
@@ -404,7 +411,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         ));
         // Everything is checked: the folder is this run's from here until the final model is
         // written (the lock lives in `options`).
-        options = options.with_run_lock(Arc::new(RunLock::acquire(&args.out)?));
+        options = hold_run_folder(options, &args.out)?;
         let report = fit(model, train_set, val_set, &recipe, &options)?;
         let n_skipped = skipped.load(std::sync::atomic::Ordering::Relaxed);
         if n_skipped > 0 {
@@ -466,7 +473,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         );
         // Everything is checked: the folder is this run's from here until the final model is
         // written (the lock lives in `options`).
-        options = options.with_run_lock(Arc::new(RunLock::acquire(&args.out)?));
+        options = hold_run_folder(options, &args.out)?;
         let report = fit(model, train, valid, &recipe, &options)?;
         let meta = CheckpointMeta {
             config,
@@ -476,9 +483,11 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         };
         (report, meta)
     };
-    save_checkpoint(&report.model, &meta, &weights)?;
-    if let Some(ema) = &report.ema {
-        save_checkpoint(ema, &meta, &ema_weights)?;
+    if options.writes_artifacts() {
+        save_checkpoint(&report.model, &meta, &weights)?;
+        if let Some(ema) = &report.ema {
+            save_checkpoint(ema, &meta, &ema_weights)?;
+        }
     }
     Ok(Some(TrainOutcome {
         report,
@@ -541,4 +550,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.out.join("checkpoint").display()
     );
     Ok(())
+}
+
+/// Takes the run's lock on `out` when this process writes the run's files (alone, or rank 0 of
+/// a data-parallel job); the other ranks of a job only read the folder.
+fn hold_run_folder(options: FitOptions, out: &Path) -> Result<FitOptions> {
+    if !options.writes_artifacts() {
+        return Ok(options);
+    }
+    Ok(options.with_run_lock(Arc::new(RunLock::acquire(out)?)))
 }

@@ -27,6 +27,7 @@ pub const CHECKPOINT_KINDS: [&str; 3] = ["model", "optim", "scheduler"];
 pub struct AtomicFileCheckpointer {
     directory: PathBuf,
     name: String,
+    read_only: bool,
 }
 
 impl AtomicFileCheckpointer {
@@ -38,7 +39,15 @@ impl AtomicFileCheckpointer {
         Self {
             directory,
             name: name.to_string(),
+            read_only: false,
         }
+    }
+
+    /// A checkpointer that restores but never writes or deletes: the ranks other than 0 of a
+    /// data-parallel job, which resume from rank 0's files and leave writing them to rank 0.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// The final path of `epoch`'s file.
@@ -61,6 +70,9 @@ fn io_error(path: &Path, e: std::io::Error) -> CheckpointerError {
 
 impl<R: Checkpoint> Checkpointer<R> for AtomicFileCheckpointer {
     fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
+        if self.read_only {
+            return Ok(());
+        }
         let path = self.path_for_epoch(epoch);
         let bytes = record
             .checkpoint_into_bytes()
@@ -72,6 +84,9 @@ impl<R: Checkpoint> Checkpointer<R> for AtomicFileCheckpointer {
     }
 
     fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {
+        if self.read_only {
+            return Ok(());
+        }
         let path = self.path_for_epoch(epoch);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

@@ -9,6 +9,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
+use super::distributed::GradientSync;
 use super::ema::ModelEma;
 use super::optim::clip_grad_norm;
 use super::validation_output::ValidationOutput;
@@ -81,6 +82,11 @@ pub struct ImageClassifier {
     pub clip_grad: f64,
     /// The weight average, updated after every optimizer step; `None` for none.
     pub ema: Option<ModelEma>,
+    /// In data-parallel training across processes, the averaging of the gradients over the
+    /// ranks (after backward, before the clip) and the per-epoch comparison of the parameters;
+    /// `None` in a single process. Not a parameter: not saved in checkpoints.
+    #[module(skip)]
+    pub sync: Option<GradientSync>,
 }
 
 impl ImageClassifier {
@@ -92,7 +98,24 @@ impl ImageClassifier {
             label_smoothing,
             clip_grad: clip_grad.unwrap_or(0.0),
             ema: None,
+            sync: None,
         }
+    }
+
+    /// Averages every step's gradients over the ranks of `sync` before clipping them, and
+    /// compares the ranks' parameters after each epoch's last optimizer step.
+    pub fn with_sync(mut self, sync: GradientSync) -> Self {
+        self.sync = Some(sync);
+        self
+    }
+
+    /// After an optimizer step (outside the pool: the comparison waits for the other ranks):
+    /// the distributed step count.
+    fn after_step(self) -> Self {
+        if let Some(sync) = &self.sync {
+            sync.after_step(&self.model);
+        }
+        self
     }
 
     /// Adds a weight average started at the current weights, with decay `decay` (reference
@@ -131,16 +154,24 @@ impl ImageClassifier {
         classification_of(&self.model, batch, smoothing)
     }
 
-    /// The gradients of one training step (with the smoothed loss), clipped by global norm.
+    /// The gradients of one training step (with the smoothed loss), averaged over the ranks
+    /// in data-parallel training ([`Self::with_sync`]), clipped by global norm.
     pub fn gradients(&self, batch: ImageBatch) -> (GradientsParams, ClassificationOutput) {
-        on_pool(on_host(&batch.images), || {
+        let host = on_host(&batch.images);
+        let (mut grads, out) = on_pool(host, || {
             let out = self.forward_classification(batch, self.label_smoothing);
-            let mut grads = GradientsParams::from_grads(out.loss.backward(), self);
-            if self.clip_grad > 0.0 {
-                clip_grad_norm(self, &mut grads, self.clip_grad);
-            }
+            let grads = GradientsParams::from_grads(out.loss.backward(), self);
             (grads, out)
-        })
+        });
+        // Outside the pool: the exchange waits for the other ranks, and a pool worker must not
+        // wait (the ranks of an in-process group share the pool).
+        if let Some(sync) = &self.sync {
+            sync.average(&self.model, &mut grads);
+        }
+        if self.clip_grad > 0.0 {
+            on_pool(host, || clip_grad_norm(self, &mut grads, self.clip_grad));
+        }
+        (grads, out)
     }
 
     /// Whether this model's parameters take the host kernels' path (see `on_pool`).
@@ -167,6 +198,7 @@ impl TrainStep for ImageClassifier {
         on_pool(self.runs_on_host(), || {
             optim.step(lr, self, grads).update_ema()
         })
+        .after_step()
     }
 
     fn optimize_multi(
@@ -178,6 +210,7 @@ impl TrainStep for ImageClassifier {
         on_pool(self.runs_on_host(), || {
             optim.step_multi(lr, self, grads).update_ema()
         })
+        .after_step()
     }
 }
 

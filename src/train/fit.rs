@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::prelude::*;
@@ -14,13 +14,15 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpointer::{resumable_checkpoint, AtomicFileCheckpointer};
 use super::classifier::ImageClassifier;
+use super::distributed::start::{announce, options_compared, rank_seed};
+use super::distributed::{broadcast_parameters, Distributed, GradientSync, Shard, ShardedLoader};
 use super::ema_metric::{EmaAccuracyMetric, EmaLossMetric};
 use super::evaluate::evaluate_accuracy;
 use super::optim::adamw_for;
 use super::progress::{EpochRecord, ProgressPrinter};
 use super::run::{prepare_checkpoints, RunIdentity, RunLock};
 use super::schedule::WarmupCosineLr;
-use crate::data::{AugmentConfig, ImageBatcher, ImageItem, MixupBatcher, MixupConfig};
+use crate::data::{AugmentConfig, ImageBatch, ImageBatcher, ImageItem, MixupBatcher, MixupConfig};
 use crate::error::{Error, Result};
 use crate::vheat::VHeat;
 
@@ -205,6 +207,9 @@ pub struct FitOptions {
     pub run_lock: Option<Arc<RunLock>>,
     /// What the data is, for the run's identity ([`RunIdentity`]); `None`: the dataset sizes.
     pub data_identity: Option<String>,
+    /// Data-parallel training across processes (see [`super::distributed`]): this process's
+    /// rank of the job. `None`: this process trains alone.
+    pub distributed: Option<Distributed>,
 }
 
 impl FitOptions {
@@ -217,6 +222,7 @@ impl FitOptions {
             progress_interval: Duration::from_secs(2),
             run_lock: None,
             data_identity: None,
+            distributed: None,
         }
     }
 
@@ -230,6 +236,19 @@ impl FitOptions {
     pub fn with_data_identity(mut self, data: impl Into<String>) -> Self {
         self.data_identity = Some(data.into());
         self
+    }
+
+    /// Trains as one rank of a data-parallel job (`None`: alone). `batch_size` stays per
+    /// rank; the learning rates follow the global batch ([`TrainingConfig::for_ranks`]).
+    pub fn with_distributed(mut self, distributed: Option<Distributed>) -> Self {
+        self.distributed = distributed;
+        self
+    }
+
+    /// Whether this process writes the run's files (checkpoints, the final model): alone, or
+    /// as rank 0 of a data-parallel job.
+    pub fn writes_artifacts(&self) -> bool {
+        self.distributed.as_ref().is_none_or(|d| d.rank() == 0)
     }
 
     /// Trains on these devices (data parallel when more than one).
@@ -374,12 +393,21 @@ pub fn latest_checkpoint(artifact_dir: &Path) -> Option<usize> {
 /// scheduler after every epoch in `options.artifact_dir/checkpoint` (the last two and the one
 /// with the best validation loss are kept).
 ///
+/// With [`FitOptions::distributed`], this process is one rank of a data-parallel job (see
+/// [`super::distributed`]): the ranks first compare their options and take rank 0's weights,
+/// each trains on its shard of every epoch with `batch_size` images per step and the learning
+/// rates of the global batch ([`TrainingConfig::for_ranks`]), the gradients are averaged
+/// across the ranks before the clip, the parameters compared after every epoch, and rank 0
+/// alone prints progress and writes checkpoints. Every rank validates on the whole set.
+///
 /// # Errors
 /// [`Error::InvalidConfig`] for a bad recipe or no device; [`Error::RunFolder`] when another
 /// run holds `artifact_dir`; [`Error::ForeignCheckpoints`] when resuming from another run's
 /// checkpoints; [`Error::Diverged`] when the training loss became NaN or infinite (the epoch
 /// is not checkpointed); [`Error::Training`] if training stopped on an error (e.g. an image
 /// that failed to decode mid-epoch).
+/// Data parallel: [`Error::RanksDiffer`] for ranks started with different options or whose
+/// parameters drift apart, [`Error::Distributed`] when a collective fails.
 pub fn fit<DT, DV>(
     model: VHeat,
     train: DT,
@@ -404,35 +432,70 @@ where
             valid.len()
         )));
     }
+    let dist = options.distributed.as_ref();
+    let (rank, ranks) = dist.map_or((0, 1), |d| (d.rank(), d.size()));
     // The folder is this run's until it returns (unless the caller holds it for longer), and
     // its checkpoints are this run's: another run's are refused on resume, moved aside on a
-    // fresh start.
-    let _own_lock = match &options.run_lock {
-        Some(_) => None,
-        None => Some(RunLock::acquire(&options.artifact_dir)?),
+    // fresh start. In a data-parallel job rank 0 owns the folder; the other ranks only read it.
+    let _own_lock = match (&options.run_lock, rank) {
+        (None, 0) => Some(RunLock::acquire(&options.artifact_dir)?),
+        _ => None,
     };
-    let data = options.data_identity.clone().unwrap_or_else(|| {
-        format!(
-            "{} training and {} validation images",
-            train.len(),
-            valid.len()
-        )
-    });
-    let identity = RunIdentity::new(&model, config, data);
-    if let Some(said) = prepare_checkpoints(
-        &options.artifact_dir.join("checkpoint"),
-        &identity,
-        options.resume,
-    )? {
-        eprintln!("{said}");
+    if rank == 0 {
+        let data = options.data_identity.clone().unwrap_or_else(|| {
+            format!(
+                "{} training and {} validation images",
+                train.len(),
+                valid.len()
+            )
+        });
+        let identity = RunIdentity::new(&model, config, data);
+        if let Some(said) = prepare_checkpoints(
+            &options.artifact_dir.join("checkpoint"),
+            &identity,
+            options.resume,
+        )? {
+            eprintln!("{said}");
+        }
     }
+    let mut model = model;
+    if let Some(d) = dist {
+        d.check_same(
+            "the training options",
+            &options_compared(config, &model, train.len(), valid.len(), &d.identity),
+        )?;
+        model = broadcast_parameters(model, d.comm.as_ref(), 0)?;
+    }
+    let scaled = config.for_ranks(ranks);
+    if let Some(d) = dist {
+        announce(d, &main, config, &scaled);
+    }
+    let config = &scaled;
+    let resumed_from = if options.resume {
+        resume_epoch(&options.artifact_dir, rank == 0, dist)?
+    } else {
+        0
+    };
+    let shard = Shard {
+        len: train.len(),
+        rank,
+        size: ranks,
+        seed: config.seed,
+    };
     // The scheduler is stepped once per optimizer step, i.e. every `grad_accumulation` batches.
-    let steps_per_epoch = train
-        .len()
+    let images_per_epoch = if dist.is_some() {
+        shard.per_rank()
+    } else {
+        train.len()
+    };
+    let steps_per_epoch = images_per_epoch
         .div_ceil(config.batch_size)
         .div_ceil(config.grad_accumulation);
     let total_steps = steps_per_epoch * config.epochs;
     let warmup_steps = (config.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    // Each rank draws its own drop-path masks and Mixup/CutMix mixes; rank 0 draws those of
+    // a single process.
+    let seed = rank_seed(config.seed, rank);
 
     let mut classifier = ImageClassifier::new(
         model.fork(&main.clone().autodiff()).train(),
@@ -442,8 +505,21 @@ where
     if let Some(decay) = config.ema_decay {
         classifier = classifier.with_ema(decay, config.ema_warmup)?;
     }
+    let interrupter = Interrupter::new();
+    let sync = dist.map(|d| {
+        GradientSync::new(
+            d.comm.clone(),
+            d.fusion_bytes,
+            steps_per_epoch,
+            resumed_from * steps_per_epoch,
+            interrupter.clone(),
+        )
+    });
+    if let Some(sync) = &sync {
+        classifier = classifier.with_sync(sync.clone());
+    }
     let mixer = match &config.mixup {
-        Some(m) => Some(MixupBatcher::new(m.clone().with_seed(config.seed))?),
+        Some(m) => Some(MixupBatcher::new(m.clone().with_seed(seed))?),
         None => None,
     };
     let optim = adamw_for(&classifier, config.weight_decay, config.decay_fve);
@@ -456,31 +532,35 @@ where
     );
     let learner = Learner::new(classifier, optim, schedule);
 
-    let train_loader = match mixer {
-        // Mixed batches: the batcher mixes pixels and builds the soft targets on the host.
-        Some(mixer) => DataLoaderBuilder::new(mixer)
-            .batch_size(config.batch_size)
-            .num_workers(config.num_workers)
-            .set_device(main.clone())
-            .shuffle(config.seed)
-            .build(train),
-        None => DataLoaderBuilder::new(ImageBatcher)
-            .batch_size(config.batch_size)
-            .num_workers(config.num_workers)
-            .set_device(main.clone())
-            .shuffle(config.seed)
-            .build(train),
+    // Mixed batches: the batcher mixes pixels and builds the soft targets on the host.
+    let builder = match mixer {
+        Some(mixer) => DataLoaderBuilder::new(mixer),
+        None => DataLoaderBuilder::new(ImageBatcher),
+    }
+    .batch_size(config.batch_size)
+    .num_workers(config.num_workers)
+    .set_device(main.clone());
+    // Alone: burn's loader shuffles with the seed. Data parallel: this rank's shard of one
+    // permutation per epoch shared by all ranks, in order.
+    let train_loader: Arc<dyn DataLoader<ImageBatch>> = match dist {
+        None => builder.shuffle(config.seed).build(train),
+        Some(_) => Arc::new(ShardedLoader::new(train, shard, resumed_from, |view| {
+            builder.build(view)
+        })),
     };
-    let valid = std::sync::Arc::new(valid);
+    // Every rank validates on the whole set, so each one's figures are a single process's.
+    let valid = Arc::new(valid);
     let valid_loader = DataLoaderBuilder::new(ImageBatcher)
         .batch_size(config.batch_size)
         .num_workers(config.num_workers)
         .set_device(main.clone())
         .build(valid.clone());
 
-    let interrupter = Interrupter::new();
-    let printer =
+    let mut printer =
         ProgressPrinter::new(options.progress_interval).with_interrupter(interrupter.clone());
+    if rank > 0 {
+        printer = printer.quiet();
+    }
     let history = printer.history();
     let divergence = printer.divergence();
     let strategy = if options.devices.len() > 1 {
@@ -489,14 +569,28 @@ where
         ExecutionStrategy::single(main.clone())
     };
     let checkpoint_dir = options.artifact_dir.join("checkpoint");
-    let mut training = SupervisedTraining::new(&options.artifact_dir, train_loader, valid_loader)
+    let checkpointer = |kind: &str| {
+        let c = AtomicFileCheckpointer::new(&checkpoint_dir, kind);
+        if rank > 0 {
+            c.read_only()
+        } else {
+            c
+        }
+    };
+    // burn-train's logs: rank 0's in the run folder, the others' beside it.
+    let log_dir = if rank > 0 {
+        options.artifact_dir.join(format!("rank{rank}"))
+    } else {
+        options.artifact_dir.clone()
+    };
+    let mut training = SupervisedTraining::new(&log_dir, train_loader, valid_loader)
         .metric_train_numeric(LearningRateMetric::new())
         .metrics((LossMetric::new(), AccuracyMetric::new()))
         .with_training_strategy(strategy.into())
         .with_custom_checkpointers(
-            AtomicFileCheckpointer::new(&checkpoint_dir, "model"),
-            AtomicFileCheckpointer::new(&checkpoint_dir, "optim"),
-            AtomicFileCheckpointer::new(&checkpoint_dir, "scheduler"),
+            checkpointer("model"),
+            checkpointer("optim"),
+            checkpointer("scheduler"),
         )
         .renderer(Box::new(printer))
         .with_interrupter(interrupter)
@@ -509,29 +603,21 @@ where
     if config.grad_accumulation > 1 {
         training = training.grads_accumulation(config.grad_accumulation);
     }
-    let mut resumed_from = 0;
-    if options.resume {
-        let (epoch, passed_over) = resumable_checkpoint(&options.artifact_dir);
-        for why in passed_over {
-            eprintln!("resume: {why}; using an older one");
-        }
-        match epoch {
-            Some(epoch) => {
-                resumed_from = epoch;
-                training = training.checkpoint(epoch);
-            }
-            None => eprintln!(
-                "resume: no complete checkpoint in {}; starting from epoch 1",
-                checkpoint_dir.display()
-            ),
-        }
+    if resumed_from > 0 {
+        training = training.checkpoint(resumed_from);
     }
-    main.seed(config.seed);
+    main.seed(seed);
     let start = Instant::now();
     let result = training.launch(learner);
     let elapsed = start.elapsed();
+    if let Some(e) = sync.as_ref().and_then(GradientSync::take_error) {
+        return Err(e);
+    }
     if let Some(e) = result.error {
         return Err(Error::Training(e.to_string()));
+    }
+    if let Some(d) = dist {
+        d.comm.finish();
     }
     if let Some(d) = divergence.lock().ok().and_then(|d| *d) {
         return Err(Error::Diverged {
@@ -558,4 +644,33 @@ where
         ema,
         ema_accuracy,
     })
+}
+
+/// The epoch to resume after, the same on every rank: rank 0's choice (it alone says why it
+/// passed over a damaged checkpoint), which every other rank must be able to read too.
+fn resume_epoch(artifact_dir: &Path, speaks: bool, dist: Option<&Distributed>) -> Result<usize> {
+    let (epoch, passed_over) = resumable_checkpoint(artifact_dir);
+    if speaks {
+        for why in passed_over {
+            eprintln!("resume: {why}; using an older one");
+        }
+        if epoch.is_none() {
+            eprintln!(
+                "resume: no complete checkpoint in {}; starting from epoch 1",
+                artifact_dir.join("checkpoint").display()
+            );
+        }
+    }
+    if let Some(d) = dist {
+        // On several machines the run folder must be shared (or copied) for every rank to
+        // see rank 0's checkpoints.
+        d.check_same(
+            "the checkpoint to resume from",
+            &[(
+                "the newest readable checkpoint".into(),
+                format!("{epoch:?}"),
+            )],
+        )?;
+    }
+    Ok(epoch.unwrap_or(0))
 }

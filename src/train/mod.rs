@@ -46,6 +46,7 @@
 mod checkpoint;
 mod checkpointer;
 mod classifier;
+pub mod distributed;
 mod ema;
 mod ema_metric;
 mod evaluate;

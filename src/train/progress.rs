@@ -95,6 +95,7 @@ pub struct ProgressPrinter {
     divergence: Arc<Mutex<Option<Divergence>>>,
     iteration: usize,
     lr: f64,
+    quiet: bool,
 }
 
 impl ProgressPrinter {
@@ -120,6 +121,7 @@ impl ProgressPrinter {
             divergence: Arc::new(Mutex::new(None)),
             iteration: 0,
             lr: f64::NAN,
+            quiet: false,
         }
     }
 
@@ -165,6 +167,13 @@ impl ProgressPrinter {
         if let Some(i) = &self.interrupter {
             i.stop(Some("the training loss is not finite"));
         }
+    }
+
+    /// A printer that prints nothing and only keeps the history (the ranks other than 0 of a
+    /// data-parallel job).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 
     /// The list every finished epoch is appended to (shared: keep a clone before handing the
@@ -220,6 +229,9 @@ impl ProgressPrinter {
     /// once per quarter of a training epoch and no more often than `interval`, so that logs stay
     /// short.
     fn due(&mut self, done: usize) -> bool {
+        if self.quiet {
+            return false;
+        }
         if self.last_print.elapsed() < self.interval {
             return false;
         }
@@ -371,7 +383,8 @@ impl TrainingProgressLogger for ProgressPrinter {
         } else {
             String::new()
         };
-        println!(
+        if !self.quiet {
+            println!(
             "epoch {:>width$}/{}  train loss {}  acc {} %  |  val loss {}  val acc {} %{ema}  |  {:.0} s",
             record.epoch,
             self.total_epochs,
@@ -381,6 +394,7 @@ impl TrainingProgressLogger for ProgressPrinter {
             fmt(record.valid_accuracy, 1),
             record.elapsed_s
         );
+        }
         let _ = std::io::stdout().flush();
         if let Ok(mut h) = self.history.lock() {
             h.push(record);

@@ -170,6 +170,24 @@ impl TrainingConfig {
     }
 }
 
+impl TrainingConfig {
+    /// This recipe for `ranks` data-parallel processes of `batch_size` images each: the peak,
+    /// warm-up and minimum learning rates multiplied by `ranks` (linear scaling with the global
+    /// batch, as the reference's `lr × total batch / 512` does: the reference recipe, made for
+    /// one process's batch, then becomes the one for the global batch; the from-scratch and
+    /// fine-tune defaults, chosen for a batch of 64, follow a global batch of `64 × ranks`
+    /// alike). One rank: unchanged.
+    pub fn for_ranks(&self, ranks: usize) -> TrainingConfig {
+        let k = ranks.max(1) as f64;
+        TrainingConfig {
+            lr: self.lr * k,
+            min_lr: self.min_lr * k,
+            warmup_lr: self.warmup_lr * k,
+            ..self.clone()
+        }
+    }
+}
+
 /// Random resized crop (0.08–1) and horizontal flip, without RandAugment or erasing: the
 /// standard augmentation for larger images when the full reference recipe is not asked for.
 fn crop_flip() -> AugmentConfig {

@@ -1,0 +1,252 @@
+//! Data-parallel training across processes, as Horovod does it: one process per device (rank),
+//! each with its own copy of the model, started by an MPI launcher (`mpirun -np N vheat train
+//! …`); gradients averaged with a sum all-reduce after every backward pass.
+//!
+//! | piece | here |
+//! |---|---|
+//! | the collectives (all-reduce, broadcast, all-gather) | [`Communicator`]: [`MpiCommunicator`] (feature `mpi`), [`LocalGroup`] (threads, for tests) |
+//! | gradient fusion, × 1/N | [`average_gradients`], [`DEFAULT_FUSION_BYTES`] |
+//! | same start, same weights every epoch | [`broadcast_parameters`], [`check_same_parameters`] |
+//! | `DistributedSampler` | [`Shard`], [`ShardedLoader`] |
+//! | the hook in burn-train's step | [`GradientSync`], carried by [`crate::train::ImageClassifier`] |
+//!
+//! [`crate::train::fit`] runs data-parallel when [`crate::train::FitOptions::distributed`] is
+//! set: burn-train's `Learner` as usual on every rank, with the sharded loader, the averaging
+//! in the classifier's `TrainStep` (after backward, before the clip and the optimizer step, so
+//! that clip, AdamW and EMA run on identical gradients everywhere), rank 0 alone printing and
+//! writing checkpoints.
+
+mod communicator;
+mod local;
+#[cfg(feature = "mpi")]
+mod mpi;
+mod packing;
+mod sampler;
+pub(crate) mod start;
+mod sync;
+
+use std::sync::Arc;
+
+pub use communicator::Communicator;
+pub use local::{LocalCommunicator, LocalGroup};
+#[cfg(feature = "mpi")]
+pub use mpi::MpiCommunicator;
+pub use packing::{
+    all_reduce_fused, average_gradients, broadcast_parameters, check_same_parameters,
+    parameter_hash, DEFAULT_FUSION_BYTES,
+};
+pub use sampler::{Shard, ShardedLoader};
+pub use sync::GradientSync;
+
+use crate::error::{Error, Result};
+
+/// One rank's membership of a data-parallel job: its communicator, the fusion threshold and
+/// what else must be the same on every rank (compared at start with the training options).
+#[derive(Clone, Debug)]
+pub struct Distributed {
+    /// The collectives.
+    pub comm: Arc<dyn Communicator>,
+    /// Gradients are summed in pieces of at most this many bytes ([`DEFAULT_FUSION_BYTES`]).
+    pub fusion_bytes: usize,
+    /// Named values that every rank must agree on besides the training options, e.g. the
+    /// command line ([`from_launcher`] adds it).
+    pub identity: Vec<(String, String)>,
+}
+
+impl Distributed {
+    /// A member of `comm`'s group with the default fusion threshold.
+    pub fn new(comm: Arc<dyn Communicator>) -> Self {
+        Self {
+            comm,
+            fusion_bytes: DEFAULT_FUSION_BYTES,
+            identity: Vec::new(),
+        }
+    }
+
+    /// Sets the fusion threshold in bytes.
+    pub fn with_fusion_bytes(mut self, bytes: usize) -> Self {
+        self.fusion_bytes = bytes.max(4);
+        self
+    }
+
+    /// Adds a value every rank must agree on.
+    pub fn with_identity(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.identity.push((name.into(), value.into()));
+        self
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+
+    /// The number of ranks.
+    pub fn size(&self) -> usize {
+        self.comm.size()
+    }
+
+    /// Checks that every rank holds the same `entries` (name, value), in order.
+    ///
+    /// # Errors
+    /// [`Error::RanksDiffer`] naming each rank and entry that differ from rank 0's, on every
+    /// rank; [`Error::Distributed`] if the exchange fails.
+    pub fn check_same(&self, what: &str, entries: &[(String, String)]) -> Result<()> {
+        let mine = serde_json::to_vec(entries).map_err(|e| Error::Distributed {
+            rank: self.rank(),
+            size: self.size(),
+            reason: format!("cannot encode the {what}: {e}"),
+        })?;
+        let all = self.comm.all_gather_bytes(&mine)?;
+        let decoded: Vec<Vec<(String, String)>> = all
+            .iter()
+            .map(|b| serde_json::from_slice(b).unwrap_or_default())
+            .collect();
+        let mut differences = Vec::new();
+        for (rank, theirs) in decoded.iter().enumerate().skip(1) {
+            differences.extend(differences_from(&decoded[0], theirs, rank));
+        }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::RanksDiffer {
+                what: what.to_string(),
+                details: differences.join("; "),
+            })
+        }
+    }
+}
+
+/// `rank`'s entries that differ from rank 0's, one line each.
+fn differences_from(
+    zero: &[(String, String)],
+    theirs: &[(String, String)],
+    rank: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, value) in zero {
+        match theirs.iter().find(|(n, _)| n == name) {
+            Some((_, v)) if v == value => {}
+            Some((_, v)) => out.push(format!("rank {rank} has {name} = {v}, rank 0 has {value}")),
+            None => out.push(format!("rank {rank} has no {name}, rank 0 has {value}")),
+        }
+    }
+    for (name, v) in theirs {
+        if !zero.iter().any(|(n, _)| n == name) {
+            out.push(format!("rank {rank} has {name} = {v}, rank 0 has none"));
+        }
+    }
+    out
+}
+
+/// The world size an MPI launcher announced in the environment (`OMPI_COMM_WORLD_SIZE` of
+/// Open MPI, `PMI_SIZE` of MPICH/Hydra and Slurm's PMI), if this process was started by one.
+pub fn launcher_world_size() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.parse().ok())
+}
+
+/// This process's rank among those on its machine (`OMPI_COMM_WORLD_LOCAL_RANK`,
+/// `MPI_LOCALRANKID`), 0 without a launcher: the index of the GPU a rank should take.
+pub fn local_rank() -> usize {
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The values `--distributed` takes.
+pub const DISTRIBUTED_CHOICES: [&str; 3] = ["auto", "mpi", "none"];
+
+/// Joins the job a launcher started, as `choice` says: `"mpi"` always (a job of one rank
+/// without a launcher), `"none"` never, `"auto"` (or `None`) when the environment shows a
+/// launcher ([`launcher_world_size`]) of more than one rank. The command line is added to the
+/// [`Distributed::identity`], so ranks started with different options are refused.
+///
+/// # Errors
+/// [`Error::MpiNotCompiled`] when MPI is asked for (or a launcher of several ranks is
+/// detected) in a build without the `mpi` feature; [`Error::InvalidConfig`] for an unknown
+/// `choice`; [`Error::Distributed`] if MPI cannot start.
+pub fn from_launcher(choice: Option<&str>) -> Result<Option<Distributed>> {
+    let wanted = match choice.unwrap_or("auto") {
+        "none" => false,
+        "mpi" => true,
+        "auto" => launcher_world_size().is_some_and(|n| n > 1),
+        other => {
+            return Err(Error::InvalidConfig(format!(
+                "--distributed {other:?}: expected one of {}",
+                DISTRIBUTED_CHOICES.join(", ")
+            )))
+        }
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    join_mpi().map(|d| {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        Some(d.with_identity("the command line", args.join(" ")))
+    })
+}
+
+#[cfg(feature = "mpi")]
+fn join_mpi() -> Result<Distributed> {
+    Ok(Distributed::new(Arc::new(MpiCommunicator::init()?)))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn join_mpi() -> Result<Distributed> {
+    Err(Error::MpiNotCompiled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_are_named_per_rank_and_entry() {
+        let e = |n: &str, v: &str| (n.to_string(), v.to_string());
+        let zero = vec![e("seed", "0"), e("data", "/a")];
+        let one = vec![e("seed", "1"), e("data", "/a"), e("extra", "x")];
+        assert_eq!(
+            differences_from(&zero, &one, 1),
+            vec![
+                "rank 1 has seed = 1, rank 0 has 0".to_string(),
+                "rank 1 has extra = x, rank 0 has none".to_string()
+            ]
+        );
+        assert!(differences_from(&zero, &zero, 1).is_empty());
+    }
+
+    #[test]
+    fn two_ranks_with_different_options_are_refused_on_both() {
+        let group = LocalGroup::connect(2);
+        let handles: Vec<_> = group
+            .into_iter()
+            .map(|comm| {
+                std::thread::spawn(move || {
+                    let seed = comm.rank().to_string();
+                    let d = Distributed::new(Arc::new(comm));
+                    d.check_same("the options", &[("seed".into(), seed)])
+                })
+            })
+            .collect();
+        for h in handles {
+            let err = h.join().expect("thread").expect_err("must differ");
+            assert!(
+                err.to_string()
+                    .contains("rank 1 has seed = 1, rank 0 has 0"),
+                "{err}"
+            );
+        }
+    }
+
+    #[cfg(not(feature = "mpi"))]
+    #[test]
+    fn mpi_without_the_feature_is_a_typed_error() {
+        let err = from_launcher(Some("mpi")).expect_err("not compiled");
+        assert!(matches!(err, Error::MpiNotCompiled), "{err}");
+        assert!(err.to_string().contains("--features mpi"));
+        assert!(from_launcher(Some("none")).expect("off").is_none());
+        assert!(from_launcher(Some("bogus")).is_err());
+    }
+}
