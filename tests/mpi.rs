@@ -18,6 +18,10 @@ use vheat::train::distributed::from_launcher;
 use vheat::train::{fit, FitOptions, TrainingConfig};
 use vheat::{VHeat, VHeatConfig};
 
+/// One `mpirun` job at a time: two launched at once by the test harness's threads collide on
+/// Open MPI's session directory (`orte_session_dir failed`).
+static ONE_JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `mpirun` with what a container needs: root allowed, no core binding (ranks share the
 /// cores), shared-memory transport only.
 fn mpirun(np: usize) -> Command {
@@ -126,6 +130,7 @@ fn run_workers(np: usize, batch: usize, tag: &str) -> PathBuf {
 
 #[test]
 fn two_ranks_train_as_one_process_of_twice_the_batch() {
+    let _one = ONE_JOB.lock().unwrap_or_else(|p| p.into_inner());
     let two = run_workers(2, 8, "mpi-two");
     let one = run_workers(1, 16, "mpi-one");
     let (r0, r1) = (
@@ -233,6 +238,7 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<std::process:
 
 #[test]
 fn a_killed_rank_ends_the_job_and_resume_finishes_it() {
+    let _one = ONE_JOB.lock().unwrap_or_else(|p| p.into_inner());
     let out = common::unique_temp_dir("mpi-kill");
     let mut job = train_job(&out, false)
         .stdout(Stdio::null())
