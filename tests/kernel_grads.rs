@@ -18,8 +18,8 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Distribution, FloatDType, TensorData};
 use vheat::kernels::{
-    depthwise_conv3x3_nhwc, gelu, heat_decay, isa, layer_norm_with_epsilon, on_host,
-    residual, silu_gate,
+    depthwise_conv3x3_nhwc, gelu, heat_decay, isa, layer_norm_with_epsilon, on_host, residual,
+    silu_gate,
 };
 
 /// The ISA switch is process-wide: the two tests that flip it run one at a time.

@@ -21,15 +21,18 @@
 mod bounds;
 #[cfg(feature = "pretrained")]
 mod download;
+#[cfg(feature = "pretrained")]
+mod mirror;
 
 #[cfg(feature = "pretrained")]
 pub use bounds::{
     download_limit, free_space, DOWNLOAD_SIZE_FACTOR, DOWNLOAD_SLACK, FREE_SPACE_MARGIN,
 };
 #[cfg(feature = "pretrained")]
-pub use download::{
-    cache_dir_from, mirror_from, offline_from, parse_mirror, Cache, CACHE_ENV, MIRROR_ENV,
-    OFFLINE_ENV,
+pub use download::Cache;
+#[cfg(feature = "pretrained")]
+pub use mirror::{
+    cache_dir_from, mirror_from, offline_from, parse_mirror, CACHE_ENV, MIRROR_ENV, OFFLINE_ENV,
 };
 
 use std::fmt;

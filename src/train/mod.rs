@@ -46,6 +46,7 @@
 mod checkpoint;
 mod checkpointer;
 mod classifier;
+mod config;
 pub mod distributed;
 mod ema;
 mod ema_metric;
@@ -73,7 +74,8 @@ pub use ema_metric::{
     EmaAccuracyMetric, EmaInput, EmaLossMetric, EmaMetric, EMA_ACCURACY, EMA_LOSS,
 };
 pub use evaluate::evaluate_accuracy;
-pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, ModelChoice, TrainingConfig};
+pub use config::TrainingConfig;
+pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, ModelChoice};
 pub use fused_adamw::FusedAdamW;
 pub use optim::{adamw_for, clip_grad_norm, DecayGroups};
 pub use progress::{Divergence, EpochRecord, ProgressPrinter};

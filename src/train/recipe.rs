@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::fit::TrainingConfig;
+use super::config::TrainingConfig;
 use crate::data::{AugmentConfig, AugmentPolicy, MixupConfig};
 use crate::error::{Error, Result};
 use crate::vheat::VHeatConfig;

@@ -11,7 +11,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::fit::TrainingConfig;
+use super::config::TrainingConfig;
 use crate::error::{Error, Result};
 use crate::vheat::VHeat;
 
