@@ -403,6 +403,8 @@ pub enum Error {
         path: PathBuf,
         /// Which input it is.
         what: String,
+    },
+
     /// `--distributed mpi` (or a launcher's environment) in a build without MPI.
     #[error(
         "distributed training over MPI is not compiled into this build: rebuild with \

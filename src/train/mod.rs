@@ -69,12 +69,12 @@ pub use checkpointer::{
     complete_checkpoints, resumable_checkpoint, AtomicFileCheckpointer, CHECKPOINT_KINDS,
 };
 pub use classifier::{smoothed_cross_entropy, soft_cross_entropy, ImageClassifier};
+pub use config::TrainingConfig;
 pub use ema::{ema_update, ModelEma};
 pub use ema_metric::{
     EmaAccuracyMetric, EmaInput, EmaLossMetric, EmaMetric, EMA_ACCURACY, EMA_LOSS,
 };
 pub use evaluate::evaluate_accuracy;
-pub use config::TrainingConfig;
 pub use fit::{fit, latest_checkpoint, FitOptions, FitReport, ModelChoice};
 pub use fused_adamw::FusedAdamW;
 pub use optim::{adamw_for, clip_grad_norm, DecayGroups};
