@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::train::{
     describe_mixing_and_ema, distributed, fit, meta_path, refuse_overwriting_inputs,
     save_checkpoint, small_config, starting_model, CheckpointMeta, FitOptions, FitReport,
-    ModelChoice, RecipeChoice, RecipeOverrides, RunLock, StartingModel, TrainingConfig,
+    ModelChoice, RecipeChoice, RecipeOverrides, RunLock, StartingModel,
 };
 
 /// Arguments of `vheat train` (and of `examples/train.rs`).

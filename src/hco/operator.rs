@@ -74,6 +74,11 @@ pub struct HeatConduction {
 }
 
 impl HeatConduction {
+    /// The epsilon of `out_norm` (what an exporter writes beside its weights).
+    pub fn out_norm_epsilon(&self) -> f64 {
+        self.out_norm_eps
+    }
+
     /// Channels in and out.
     pub fn dim(&self) -> usize {
         self.out_linear.weight.dims()[1]

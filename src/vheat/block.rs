@@ -102,6 +102,9 @@ fn branch_scale(
 }
 
 impl HeatBlock {
+    /// The epsilon of this layer's LayerNorms (what an exporter writes beside their weights).
+    pub const NORM_EPS: f64 = NORM_EPS;
+
     /// Runs the block on a channels-last map; `fve` is the stage's FVE at this map's size
     /// (ignored in the inference form).
     pub fn forward(&self, x: Tensor<4>, fve: Option<Tensor<3>>) -> Tensor<4> {

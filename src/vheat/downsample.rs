@@ -21,6 +21,9 @@ pub struct Downsample {
 }
 
 impl Downsample {
+    /// The epsilon of this layer's LayerNorms (what an exporter writes beside their weights).
+    pub const NORM_EPS: f64 = NORM_EPS;
+
     /// A downsampling `dim → out_dim` on `device`.
     pub fn new(dim: usize, out_dim: usize, device: &Device) -> Self {
         Self {

@@ -19,6 +19,9 @@ pub struct Head {
 }
 
 impl Head {
+    /// The epsilon of this layer's LayerNorms (what an exporter writes beside their weights).
+    pub const NORM_EPS: f64 = NORM_EPS;
+
     /// A head `dim → num_classes` (no Linear when `num_classes == 0`).
     pub fn new(dim: usize, num_classes: usize, device: &Device) -> Self {
         Self {

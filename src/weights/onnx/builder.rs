@@ -10,7 +10,6 @@ use burn::prelude::*;
 
 use super::proto::{data_type, AttributeProto, AttributeType, NodeProto, TensorProto};
 use crate::error::{Error, Result};
-use crate::kernels::layer_norm_epsilon;
 
 /// The permutation from NCHW to channels-last NHWC.
 pub(crate) const TO_NHWC: [i64; 4] = [0, 2, 3, 1];
@@ -152,11 +151,15 @@ impl GraphBuilder {
     }
 
     /// `LayerNormalization` over the last axis (channels of an NHWC map) with the norm's
-    /// weight, bias and epsilon.
-    pub fn layer_norm(&mut self, path: &str, x: &str, norm: &LayerNorm) -> Result<String> {
-        let epsilon = layer_norm_epsilon(norm).ok_or_else(|| {
-            Error::Unsupported(format!("ONNX export: the epsilon of LayerNorm {path}"))
-        })?;
+    /// weight and bias, and the epsilon the model built the norm with (Burn's `LayerNorm`
+    /// keeps its own private).
+    pub fn layer_norm(
+        &mut self,
+        path: &str,
+        x: &str,
+        norm: &LayerNorm,
+        epsilon: f64,
+    ) -> Result<String> {
         let gamma = self.param(&format!("{path}.weight"), norm.gamma.val())?;
         let beta = match &norm.beta {
             Some(b) => self.param(&format!("{path}.bias"), b.val())?,

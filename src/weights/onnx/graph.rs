@@ -12,7 +12,7 @@ use super::builder::{attr_int, attr_ints, GraphBuilder, TO_NCHW, TO_NHWC};
 use crate::error::{Error, Result};
 use crate::hco::HeatConduction;
 use crate::heat::dct_basis_host;
-use crate::vheat::{HeatBlock, Mlp, VHeat};
+use crate::vheat::{Downsample, Head, HeatBlock, Mlp, VHeat, OUTPUT_NORM_EPS, STEM_NORM_EPS};
 
 /// The `[n, n]` orthonormal DCT-II matrix (`transpose`: its inverse) as a shared constant.
 fn dct_constant(b: &mut GraphBuilder, n: usize, transpose: bool) -> String {
@@ -102,7 +102,12 @@ fn heat_conduction(
     let s = b.op(&format!("{path}.idct_hw"), "MatMul", &[&s, &dct_w], vec![]);
 
     let s = b.transpose(&format!("{path}.diffused"), &s, TO_NHWC);
-    let s = b.layer_norm(&format!("{path}.out_norm"), &s, &op.out_norm)?;
+    let s = b.layer_norm(
+        &format!("{path}.out_norm"),
+        &s,
+        &op.out_norm,
+        op.out_norm_epsilon(),
+    )?;
     let z = b.transpose(&format!("{path}.gate"), z, TO_NHWC);
     let sig = b.op(&format!("{path}.gate_sigmoid"), "Sigmoid", &[&z], vec![]);
     let silu = b.op(&format!("{path}.gate_silu"), "Mul", &[&z, &sig], vec![]);
@@ -162,9 +167,19 @@ fn heat_block(b: &mut GraphBuilder, path: &str, x: &str, block: &HeatBlock) -> R
     let op_path = format!("{path}.op");
     let heat = if block.post_norm {
         let y = heat_conduction(b, &op_path, x, &block.op)?;
-        b.layer_norm(&format!("{path}.norm1"), &y, &block.norm1)?
+        b.layer_norm(
+            &format!("{path}.norm1"),
+            &y,
+            &block.norm1,
+            HeatBlock::NORM_EPS,
+        )?
     } else {
-        let y = b.layer_norm(&format!("{path}.norm1"), x, &block.norm1)?;
+        let y = b.layer_norm(
+            &format!("{path}.norm1"),
+            x,
+            &block.norm1,
+            HeatBlock::NORM_EPS,
+        )?;
         heat_conduction(b, &op_path, &y, &block.op)?
     };
     let gamma1 = block.gamma1.as_ref().map(|g| g.val());
@@ -175,9 +190,9 @@ fn heat_block(b: &mut GraphBuilder, path: &str, x: &str, block: &HeatBlock) -> R
     let mlp_path = format!("{path}.mlp");
     let y = if block.post_norm {
         let y = mlp(b, &mlp_path, &x, m)?;
-        b.layer_norm(&format!("{path}.norm2"), &y, norm2)?
+        b.layer_norm(&format!("{path}.norm2"), &y, norm2, HeatBlock::NORM_EPS)?
     } else {
-        let y = b.layer_norm(&format!("{path}.norm2"), &x, norm2)?;
+        let y = b.layer_norm(&format!("{path}.norm2"), &x, norm2, HeatBlock::NORM_EPS)?;
         mlp(b, &mlp_path, &y, m)?
     };
     let gamma2 = block.gamma2.as_ref().map(|g| g.val());
@@ -204,12 +219,12 @@ pub(crate) fn vheat_graph(
     let stem = &model.patch_embed;
     let x = b.conv2d("patch_embed.conv1", images, &stem.conv1)?;
     let x = b.transpose("patch_embed.conv1.nhwc", &x, TO_NHWC);
-    let x = b.layer_norm("patch_embed.norm1", &x, &stem.norm1)?;
+    let x = b.layer_norm("patch_embed.norm1", &x, &stem.norm1, STEM_NORM_EPS)?;
     let x = b.gelu("patch_embed.act", &x);
     let x = b.transpose("patch_embed.conv2.nchw", &x, TO_NCHW);
     let x = b.conv2d("patch_embed.conv2", &x, &stem.conv2)?;
     let x = b.transpose("patch_embed.conv2.nhwc", &x, TO_NHWC);
-    let mut x = b.layer_norm("patch_embed.norm2", &x, &stem.norm2)?;
+    let mut x = b.layer_norm("patch_embed.norm2", &x, &stem.norm2, STEM_NORM_EPS)?;
 
     let mut maps = Vec::new();
     for (i, stage) in model.layers.iter().enumerate() {
@@ -218,7 +233,7 @@ pub(crate) fn vheat_graph(
         }
         if let Outputs::StageMaps = outputs {
             let y = match model.output_norm(i) {
-                Some(norm) => b.layer_norm(&format!("out_norms.{i}"), &x, norm)?,
+                Some(norm) => b.layer_norm(&format!("out_norms.{i}"), &x, norm, OUTPUT_NORM_EPS)?,
                 None => x.clone(),
             };
             let name = format!("stage{i}");
@@ -230,7 +245,7 @@ pub(crate) fn vheat_graph(
             let y = b.transpose(&format!("{path}.nchw"), &x, TO_NCHW);
             let y = b.conv2d(&format!("{path}.conv"), &y, &ds.conv)?;
             let y = b.transpose(&format!("{path}.nhwc"), &y, TO_NHWC);
-            x = b.layer_norm(&format!("{path}.norm"), &y, &ds.norm)?;
+            x = b.layer_norm(&format!("{path}.norm"), &y, &ds.norm, Downsample::NORM_EPS)?;
         }
     }
     if let Outputs::StageMaps = outputs {
@@ -238,7 +253,7 @@ pub(crate) fn vheat_graph(
     }
 
     let head = &model.classifier;
-    let x = b.layer_norm("classifier.norm", &x, &head.norm)?;
+    let x = b.layer_norm("classifier.norm", &x, &head.norm, Head::NORM_EPS)?;
     let pooled_name = if head.fc.is_some() {
         "classifier.pool"
     } else {
