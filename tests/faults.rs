@@ -12,7 +12,7 @@
 mod common;
 
 use common::{changed, temp_dir, tiny_config};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -30,7 +30,7 @@ pub fn run_plan(plan: &Arc<TypedSimplePlan>, x: &Tensor<4>) -> Vec<(Vec<usize>, 
     outputs
         .iter()
         .map(|o| {
-            let view = o.to_array_view::<f32>().unwrap();
+            let view = o.to_plain_array_view::<f32>().unwrap();
             (view.shape().to_vec(), view.iter().copied().collect())
         })
         .collect()
