@@ -36,6 +36,8 @@ oneDNN's convolutions), and leaves ONNX Runtime out (it has no such switch). Two
 AVX-512 on vheat's side: the `gemm` crate behind its training step's weight gradients (no
 switch; about a fifth of a vHeat-T training step) and Burn's own operators.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -56,13 +58,21 @@ _caps = ISA_CAPS.get(_isa_args[-1], {}) if _isa_args else {}
 if any(os.environ.get(k) != v for k, v in _caps.items()):
     os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **_caps))
 
-import torch
-import torch.nn.functional as F
+# PyTorch is needed to measure, not to read `--help` or `--list`: without it the script says
+# how to get it once the arguments are parsed.
+try:
+    import torch
+    import torch.nn.functional as F
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from vheat_torch import VHeat  # noqa: E402
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from vheat_torch import VHeat  # noqa: E402
+except ImportError as e:
+    torch = F = VHeat = None
+    TORCH_MISSING = str(e)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# Where `cargo build --release --bin vheat` puts the binary: `$CARGO_TARGET_DIR` when it is set.
+TARGET_DIR = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
 
 CONFIGS = {
     # name: (constructor arguments of vheat_torch.VHeat, classes)
@@ -228,7 +238,8 @@ def main():
     ap.add_argument("--points", nargs="*", default=list(POINTS), help="point ids (see --list)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--binary", default=str(ROOT / "target/release/vheat"))
+    ap.add_argument("--binary", default=str(TARGET_DIR / "release/vheat"),
+                    help="the vheat binary to time (default: $CARGO_TARGET_DIR or target/, release)")
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--burn-ops", action="store_true",
                     help="also time vheat with VHEAT_HOST_KERNELS=off (Burn's operators only)")
@@ -243,6 +254,9 @@ def main():
         for k, v in POINTS.items():
             print(k, v)
         return
+    if torch is None:
+        sys.exit(f"bench_vs_torch.py needs PyTorch ({TORCH_MISSING}): run it with a venv that has "
+                 "it, e.g. python3 -m venv /tmp/v && /tmp/v/bin/pip install torch onnx onnxruntime")
     torch.set_num_threads(args.threads)
     if args.isa != "native":
         args.no_onnx = True  # ONNX Runtime cannot be capped
