@@ -132,7 +132,7 @@ pub struct TrainArgs {
     pub lr: Option<f64>,
 
     /// Image side [default: 32 on synthetic shapes; on a folder the checkpoint's training size,
-    /// or 64 from scratch].
+    /// or from scratch the first image's shorter side clamped to 32…224].
     #[arg(long, value_name = "S")]
     pub size: Option<usize>,
 
