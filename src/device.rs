@@ -125,6 +125,22 @@ fn make_device(base: &str, index: Option<usize>) -> Result<Device> {
     Err(not_compiled(base, base))
 }
 
+/// The CPU device of this build: `flex` when compiled in, else `ndarray`, else Burn's default.
+///
+/// Work that only reads, checks or writes weights (export, conversion, counting parameters,
+/// checking a download) runs here. Burn's `Device::default()` prefers a GPU backend whenever one
+/// is compiled in, which would start a GPU driver (and print its diagnostics) for a file
+/// operation.
+#[allow(unreachable_code)]
+pub fn host_device() -> Device {
+    #[cfg(feature = "flex")]
+    return Device::flex();
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    return Device::ndarray();
+    Device::default()
+}
+
 /// Starts `device` by running one tiny operation on it, turning a backend's start-up panic (no
 /// GPU adapter, no driver) into [`Error::BackendUnavailable`].
 ///

@@ -60,7 +60,7 @@ pub mod train;
 pub mod vheat;
 pub mod weights;
 
-pub use device::{compiled_backends, device_from_name, probe_device, KNOWN_BACKENDS};
+pub use device::{compiled_backends, device_from_name, host_device, probe_device, KNOWN_BACKENDS};
 pub use error::{Error, Result};
 pub use hco::{FrequencyEmbedding, FrequencyEmbeddingConfig, HeatConduction, HeatConductionConfig};
 pub use load_report::LoadReport;

@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::prelude::Device;
 use clap::Parser;
 
 use super::classify::reference_classes;
@@ -61,7 +60,7 @@ pub fn export(input: &Path, output: &Path, format: CheckpointFormat) -> Result<(
             output.display()
         )));
     }
-    let (model, _meta) = crate::train::load_checkpoint(input, &Device::default())?;
+    let (model, _meta) = crate::train::load_checkpoint(input, &crate::device::host_device())?;
     model.save_pytorch_safetensors(output)?;
     println!(
         "{} → {} (reference key names and layouts)",
@@ -77,7 +76,7 @@ pub fn export(input: &Path, output: &Path, format: CheckpointFormat) -> Result<(
 /// # Errors
 /// The loaders' errors (naming `input`), [`Error::CheckpointWrite`] naming `output`.
 pub fn import(args: &ConvertArgs, format: CheckpointFormat, config: VHeatConfig) -> Result<()> {
-    let device = Device::default();
+    let device = crate::device::host_device();
     let mut model = config.try_init(&device)?;
     let mut options = LoadOptions::strict();
     if let Some(key) = &args.key {

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::prelude::Device;
 use clap::Parser;
 
 use super::classify::load_source;
@@ -94,7 +93,7 @@ fn model_and_output(args: &ExportArgs) -> Result<(Option<&Path>, &Path)> {
 /// cannot take, an unwritable path), with no file left under OUTPUT.
 pub fn run(args: ExportArgs) -> Result<()> {
     let (model_path, output) = model_and_output(&args)?;
-    let device = Device::default();
+    let device = crate::device::host_device();
     let c = load_source(
         model_path,
         args.pretrained.as_deref(),

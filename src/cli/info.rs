@@ -1,7 +1,6 @@
 //! `vheat info`: a configuration, its parameter counts in both forms and its
 //! multiply-accumulates at an input size.
 
-use burn::prelude::Device;
 use clap::Parser;
 
 use super::{resolve_config, thousands};
@@ -48,7 +47,7 @@ pub fn info(config: VHeatConfig, size: usize) -> Result<Info> {
     config.check_memory(1, size, false)?;
     let macs_ordinary = config.macs(size, size, Form::Ordinary)?;
     let macs_inference = config.macs(size, size, Form::Inference)?;
-    let model = config.try_init(&Device::default())?;
+    let model = config.try_init(&crate::device::host_device())?;
     let params_trainable = model.num_params();
     let params_inference = model.to_inference(size, size)?.num_params();
     Ok(Info {

@@ -180,9 +180,13 @@ impl Cache {
     }
 
     /// The cached file of `weights`, downloading it first if it is not there. A fresh
-    /// download is checked by loading it (on the default device) before it is kept.
+    /// download is checked by loading it (on the CPU) before it is kept.
     pub fn fetch(&self, weights: Weights) -> Result<PathBuf> {
-        let check = |p: &Path| weights.load_file(p, &Device::default()).map(drop);
+        let check = |p: &Path| {
+            weights
+                .load_file(p, &crate::device::host_device())
+                .map(drop)
+        };
         let limit = self.limit_for(&weights.config());
         self.fetch_checked(&self.url_of(weights), weights.file_name(), limit, &check)
     }
@@ -198,8 +202,15 @@ impl Cache {
     /// Like [`fetch`](Self::fetch) for any URL: the file is cached as `file_name` and a fresh
     /// download must load strictly into a classifier of `config` ([`VHeat::load_pytorch`]).
     pub fn fetch_url(&self, url: &str, file_name: &str, config: &VHeatConfig) -> Result<PathBuf> {
-        let check =
-            |p: &Path| load_file(Task::Classification, p, config, &Device::default()).map(drop);
+        let check = |p: &Path| {
+            load_file(
+                Task::Classification,
+                p,
+                config,
+                &crate::device::host_device(),
+            )
+            .map(drop)
+        };
         self.fetch_checked(url, file_name, self.limit_for(config), &check)
     }
 
