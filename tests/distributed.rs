@@ -125,7 +125,9 @@ fn train_on(ranks: usize, config: TrainingConfig, tag: &str) -> Vec<FitReport> {
                     .init_seeded(&d, 10 + comm.rank() as u64)
                     .unwrap();
                 let train = SyntheticShapes::new(ShapesConfig::new(32, 64, 1)).unwrap();
-                let valid = SyntheticShapes::new(ShapesConfig::new(32, 16, 2)).unwrap();
+                // 21 images: the ranks' parts (11 and 10) and the batches (8 + 3, 8 + 2; one
+                // process: 16 + 5) are uneven.
+                let valid = SyntheticShapes::new(ShapesConfig::new(32, 21, 2)).unwrap();
                 let options = FitOptions::new(&dir, d)
                     .with_distributed(Some(Distributed::new(Arc::new(comm))));
                 fit(model, train, valid, &config, &options).unwrap()
@@ -173,4 +175,31 @@ fn two_ranks_of_batch_8_train_as_one_process_of_batch_16() {
     assert!(rel < 1e-4, "{rel}");
     assert_eq!(one[0].epochs.len(), 2);
     assert_eq!(two[1].epochs.len(), 2);
+
+    // Validation is split across the ranks and their sums added up: both ranks record the
+    // same figures, the whole set's, as one process does.
+    for (a, b) in two[0].epochs.iter().zip(&two[1].epochs) {
+        assert_eq!(
+            (a.valid_loss, a.valid_accuracy),
+            (b.valid_loss, b.valid_accuracy)
+        );
+    }
+    for (single, split) in one[0].epochs.iter().zip(&two[0].epochs) {
+        let (l1, l2) = (single.valid_loss.unwrap(), split.valid_loss.unwrap());
+        println!(
+            "epoch {}: val loss {l1} (1 process), {l2} (2 ranks)",
+            single.epoch
+        );
+        // The two models differ by float32 rounding (above), and the losses are added in
+        // another order: a relative 1e-4 leaves two orders of magnitude. Half the set (one
+        // rank's part) or batches weighted equally whatever their size are off by percents.
+        assert!((l1 - l2).abs() <= 1e-4 * l1.abs(), "{l1} vs {l2}");
+        // The same images classified the same way; the percentages are rebuilt from
+        // per-batch percentages times batch sizes, exact up to float64 rounding.
+        let (a1, a2) = (
+            single.valid_accuracy.unwrap(),
+            split.valid_accuracy.unwrap(),
+        );
+        assert!((a1 - a2).abs() < 1e-9, "{a1} vs {a2}");
+    }
 }

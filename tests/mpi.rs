@@ -279,6 +279,18 @@ fn a_killed_rank_ends_the_job_and_resume_finishes_it() {
         String::from_utf8_lossy(&finished.stderr)
     );
     assert!(stdout.contains("resumed after epoch"), "{stdout}");
+    // Each rank announces itself (device, its share of the cores, the global batch); rank 0
+    // alone prints the run's summary.
+    for rank in 0..2 {
+        let line = format!("rank {rank} of 2: device ");
+        assert_eq!(stdout.matches(&line).count(), 1, "{stdout}");
+    }
+    assert!(stdout.contains("global batch 32"), "{stdout}");
+    assert_eq!(
+        stdout.matches("final validation accuracy").count(),
+        1,
+        "{stdout}"
+    );
     assert!(out.join("model.bpk").is_file());
     std::fs::remove_dir_all(&out).ok();
 }

@@ -200,6 +200,30 @@ pub fn devices(args: &TrainArgs) -> Result<Vec<Device>> {
     }
 }
 
+/// The one device of a rank of a data-parallel job: `--devices` naming one device, or
+/// `--backend`, where a GPU backend without an index becomes the rank's GPU on its machine
+/// ([`distributed::backend_for_rank`]: `wgpu` is `wgpu:LOCAL_RANK`).
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `--devices` names several devices (each rank trains on one);
+/// the errors of [`devices`].
+fn rank_device(args: &TrainArgs) -> Result<Device> {
+    match args.devices.as_deref() {
+        Some([one]) => device_by_name(one.trim()),
+        Some(list) => Err(Error::InvalidInput {
+            what: "--devices under an MPI launcher".into(),
+            expected: "one device per process (each rank trains on its own; give --backend \
+                       wgpu and rank r takes wgpu:LOCAL_RANK)"
+                .into(),
+            found: list.join(","),
+        }),
+        None => device_by_name(&distributed::backend_for_rank(
+            &args.backend.backend,
+            distributed::local_rank(),
+        )),
+    }
+}
+
 impl TrainArgs {
     /// The recipe flags as [`RecipeOverrides`] (`--accum`, `--workers` and `--seed` always
     /// override: their defaults are the command's).
@@ -275,6 +299,8 @@ pub struct TrainOutcome {
     pub report: FitReport,
     /// The checkpoint written: `--out`/model.bpk (+ model.json beside it).
     pub checkpoint: PathBuf,
+    /// This process's rank in a data-parallel job (0 alone); only rank 0 writes the checkpoint.
+    pub rank: usize,
 }
 
 /// Trains as the flags say and saves `--out`/model.bpk + model.json; `Ok(None)` when
@@ -283,22 +309,38 @@ pub struct TrainOutcome {
 /// # Errors
 /// Device, data, loading and training errors, typed.
 pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
-    let devices = devices(args)?;
+    let dist = distributed::from_launcher(Some(&args.distributed))?;
+    // In a data-parallel job rank 0 alone prints; each rank's start-up line comes from `fit`.
+    let rank = dist.as_ref().map_or(0, |d| d.rank());
+    let speaks = rank == 0;
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            if speaks {
+                println!($($arg)*);
+            }
+        };
+    }
+    let devices = match &dist {
+        None => devices(args)?,
+        Some(_) => vec![rank_device(args)?],
+    };
     let device = devices[0].clone();
-    println!(
-        "devices: {}",
-        devices
-            .iter()
-            .map(|d| format!("{d:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    if dist.is_none() {
+        say!(
+            "devices: {}",
+            devices
+                .iter()
+                .map(|d| format!("{d:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let weights = args.out.join("model.bpk");
     let ema_weights = args.out.join("model_ema.bpk");
     let mut options = FitOptions::new(&args.out, device.clone())
         .with_devices(devices.clone())
         .with_resume(args.resume)
-        .with_distributed(distributed::from_launcher(Some(&args.distributed))?);
+        .with_distributed(dist);
 
     let (report, meta) = if let Some(dir) = &args.data {
         let (train, val) = ImageFolder::list_split(dir, args.val_fraction, args.seed)?;
@@ -319,10 +361,10 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         let checking = Instant::now();
         let (train, bad_train) = train.decoded(args.skip_bad_images)?;
         let (val, bad_val) = val.decoded(args.skip_bad_images)?;
-        for bad in bad_train.iter().chain(&bad_val) {
+        for bad in bad_train.iter().chain(&bad_val).filter(|_| speaks) {
             eprintln!("skipped: {bad}");
         }
-        println!(
+        say!(
             "checked {} images in {:.1} s{}",
             train.len() + val.len() + bad_train.len() + bad_val.len(),
             checking.elapsed().as_secs_f64(),
@@ -344,7 +386,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             val.len(),
             args.val_fraction
         ));
-        println!(
+        say!(
             "data: {} ({} classes, {} training and {} validation images)",
             dir.display(),
             train.classes.len(),
@@ -364,7 +406,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             &device,
         )?;
         if let Some(from) = &args.from {
-            println!(
+            say!(
                 "loaded {} (backbone kept, new {}-way classifier)",
                 from.display(),
                 config.num_classes
@@ -378,14 +420,14 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             train.len(),
         )?;
         for why in &chosen.reasons {
-            println!("recipe: {why}");
+            say!("recipe: {why}");
         }
         let recipe = chosen.config;
         config.check_memory(recipe.batch_size, size, true)?;
         for line in describe_mixing_and_ema(&recipe) {
-            println!("{line}");
+            say!("{line}");
         }
-        println!(
+        say!(
             "model: {} parameters, input {size}x{size}; {} epochs, batch {}{}, lr {}, \
              warm-up {} epochs, weight decay {}",
             model.num_params(),
@@ -400,7 +442,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             recipe.warmup_epochs,
             recipe.weight_decay
         );
-        println!("{}", recipe.augment);
+        say!("{}", recipe.augment);
         let train_set = train
             .augmented_dataset(&recipe.augment, size as u32, args.seed)?
             .skip_unreadable(args.skip_bad_images);
@@ -415,7 +457,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         let report = fit(model, train_set, val_set, &recipe, &options)?;
         let n_skipped = skipped.load(std::sync::atomic::Ordering::Relaxed);
         if n_skipped > 0 {
-            println!("skipped {n_skipped} unreadable training image reads (paths above)");
+            say!("skipped {n_skipped} unreadable training image reads (paths above)");
         }
         let meta = CheckpointMeta {
             config,
@@ -442,7 +484,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         config.check_memory(recipe.batch_size, size, true)?;
         let model = config.init_seeded(&device, args.seed)?;
         if overrides.sets_augmentation() {
-            println!(
+            say!(
                 "note: --aug, --scale, --hflip, --rand-augment and --reprob shape image-folder \
                  training (--data); the synthetic shapes are drawn fresh and not augmented"
             );
@@ -454,15 +496,15 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
             args.seed
         ));
         for line in describe_mixing_and_ema(&recipe) {
-            println!("{line}");
+            say!("{line}");
         }
-        println!(
+        say!(
             "data: synthetic shapes {:?}, {size}x{size}, {} training and {} validation images",
             SyntheticShapes::class_names(),
             train.len(),
             valid.len()
         );
-        println!(
+        say!(
             "model: vHeat depths {:?} widths {:?}, {} parameters; {} epochs, batch {}, lr {}",
             config.depths,
             config.dims,
@@ -492,6 +534,7 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
     Ok(Some(TrainOutcome {
         report,
         checkpoint: weights,
+        rank,
     }))
 }
 
@@ -502,9 +545,18 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
 /// As [`train`].
 pub fn run(args: TrainArgs) -> Result<()> {
     let start = Instant::now();
-    let Some(TrainOutcome { report, checkpoint }) = train(&args)? else {
+    let Some(TrainOutcome {
+        report,
+        checkpoint,
+        rank,
+    }) = train(&args)?
+    else {
         return Ok(());
     };
+    // Every rank ends with the same model; rank 0 reports it (and wrote the files).
+    if rank > 0 {
+        return Ok(());
+    }
     if report.resumed_from > 0 {
         println!("resumed after epoch {}", report.resumed_from);
     }

@@ -15,7 +15,9 @@ use super::checkpointer::{resumable_checkpoint, AtomicFileCheckpointer};
 use super::classifier::ImageClassifier;
 use super::config::TrainingConfig;
 use super::distributed::start::{announce, options_compared, rank_seed};
-use super::distributed::{broadcast_parameters, Distributed, GradientSync, Shard, ShardedLoader};
+use super::distributed::{
+    broadcast_parameters, Distributed, GradientSync, Shard, ShardedLoader, ValidationShard,
+};
 use super::ema_metric::{EmaAccuracyMetric, EmaLossMetric};
 use super::evaluate::evaluate_accuracy;
 use super::optim::adamw_for;
@@ -236,7 +238,8 @@ pub fn latest_checkpoint(artifact_dir: &Path) -> Option<usize> {
 /// each trains on its shard of every epoch with `batch_size` images per step and the learning
 /// rates of the global batch ([`TrainingConfig::for_ranks`]), the gradients are averaged
 /// across the ranks before the clip, the parameters compared after every epoch, and rank 0
-/// alone prints progress and writes checkpoints. Every rank validates on the whole set.
+/// alone prints progress and writes checkpoints. Validation is split across the ranks and the
+/// printed and recorded figures are the whole set's (the ranks' sums added up).
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for a bad recipe or no device; [`Error::RunFolder`] when another
@@ -386,18 +389,27 @@ where
             builder.build(view)
         })),
     };
-    // Every rank validates on the whole set, so each one's figures are a single process's.
+    // Validation is split across the ranks (`r, r + N, …`, no padding) and the printer adds up
+    // their sums, so the figures are the whole set's, as a single process's. A set smaller
+    // than the job is validated whole on every rank.
     let valid = Arc::new(valid);
-    let valid_loader = DataLoaderBuilder::new(ImageBatcher)
+    let split_validation = sync.as_ref().filter(|_| ranks > 1 && valid.len() >= ranks);
+    let valid_builder = DataLoaderBuilder::new(ImageBatcher)
         .batch_size(config.batch_size)
         .num_workers(config.num_workers)
-        .set_device(main.clone())
-        .build(valid.clone());
+        .set_device(main.clone());
+    let valid_loader = match split_validation {
+        Some(_) => valid_builder.build(ValidationShard::new(valid.clone(), rank, ranks)),
+        None => valid_builder.build(valid.clone()),
+    };
 
     let mut printer =
         ProgressPrinter::new(options.progress_interval).with_interrupter(interrupter.clone());
     if rank > 0 {
         printer = printer.quiet();
+    }
+    if let Some(sync) = split_validation {
+        printer = printer.with_validation_across_ranks(sync.clone());
     }
     let history = printer.history();
     let divergence = printer.divergence();

@@ -15,7 +15,11 @@ use burn::train::renderer::{
 };
 use burn::train::{Interrupter, LearnerSummary};
 
+use super::distributed::GradientSync;
 use super::ema_metric::{EMA_ACCURACY, EMA_LOSS};
+
+/// The validation metrics whose sums the ranks of a data-parallel job add up.
+const SUMMED_ACROSS_RANKS: [&str; 4] = ["Loss", "Accuracy", EMA_LOSS, EMA_ACCURACY];
 
 /// The metrics of one finished epoch.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -96,6 +100,7 @@ pub struct ProgressPrinter {
     iteration: usize,
     lr: f64,
     quiet: bool,
+    ranks: Option<GradientSync>,
 }
 
 impl ProgressPrinter {
@@ -122,6 +127,7 @@ impl ProgressPrinter {
             iteration: 0,
             lr: f64::NAN,
             quiet: false,
+            ranks: None,
         }
     }
 
@@ -174,6 +180,38 @@ impl ProgressPrinter {
     pub fn quiet(mut self) -> Self {
         self.quiet = true;
         self
+    }
+
+    /// Validation split across the ranks of `sync`'s job: after each validation the ranks'
+    /// sums of the validation metrics are added up, so that every rank records (and rank 0
+    /// prints) the whole validation set's loss and accuracy.
+    pub fn with_validation_across_ranks(mut self, sync: GradientSync) -> Self {
+        self.ranks = Some(sync);
+        self
+    }
+
+    /// Adds up the ranks' validation sums ([`SUMMED_ACROSS_RANKS`]); the epoch means then come
+    /// from the totals.
+    fn sum_validation_across_ranks(&mut self) {
+        let Some(sync) = &self.ranks else {
+            return;
+        };
+        let mut values: Vec<f64> = SUMMED_ACROSS_RANKS
+            .iter()
+            .flat_map(|name| {
+                let (sum, n) = self.valid.sums.get(*name).copied().unwrap_or((0.0, 0));
+                [sum, n as f64]
+            })
+            .collect();
+        sync.sum_across_ranks(&mut values);
+        for (name, pair) in SUMMED_ACROSS_RANKS.iter().zip(values.chunks(2)) {
+            self.valid.finals.remove(*name);
+            if pair[1] > 0.0 {
+                self.valid
+                    .sums
+                    .insert((*name).to_string(), (pair[0], pair[1] as usize));
+            }
+        }
     }
 
     /// The list every finished epoch is appended to (shared: keep a clone before handing the
@@ -360,6 +398,7 @@ impl TrainingProgressLogger for ProgressPrinter {
             return;
         }
         self.clear_line();
+        self.sum_validation_across_ranks();
         let record = EpochRecord {
             epoch: self.epoch,
             train_loss: self.train.mean("Loss"),

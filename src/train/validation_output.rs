@@ -33,9 +33,18 @@ impl Adaptor<AccuracyInput> for ValidationOutput {
     }
 }
 
+/// The batch's mean loss repeated once per image: Burn's `LossMetric` weights a batch by the
+/// length of its loss tensor, so the epoch's figure is the mean over images (a short last
+/// batch counts for its images only), the same however the set is split into batches or
+/// across ranks.
+fn per_image(output: &ClassificationOutput) -> LossInput {
+    let [images, _] = output.output.dims();
+    LossInput::new(output.loss.clone().expand([images]))
+}
+
 impl Adaptor<LossInput> for ValidationOutput {
     fn adapt(&self) -> LossInput {
-        self.raw.adapt()
+        per_image(&self.raw)
     }
 }
 
@@ -47,6 +56,6 @@ impl Adaptor<EmaInput<AccuracyInput>> for ValidationOutput {
 
 impl Adaptor<EmaInput<LossInput>> for ValidationOutput {
     fn adapt(&self) -> EmaInput<LossInput> {
-        EmaInput(self.ema.as_ref().map(Adaptor::<LossInput>::adapt))
+        EmaInput(self.ema.as_ref().map(per_image))
     }
 }

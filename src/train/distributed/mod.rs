@@ -7,7 +7,7 @@
 //! | the collectives (all-reduce, broadcast, all-gather) | [`Communicator`]: [`MpiCommunicator`] (feature `mpi`), [`LocalGroup`] (threads, for tests) |
 //! | gradient fusion, × 1/N | [`average_gradients`], [`DEFAULT_FUSION_BYTES`] |
 //! | same start, same weights every epoch | [`broadcast_parameters`], [`check_same_parameters`] |
-//! | `DistributedSampler` | [`Shard`], [`ShardedLoader`] |
+//! | `DistributedSampler` | [`Shard`], [`ShardedLoader`]; validation: [`ValidationShard`] |
 //! | the hook in burn-train's step | [`GradientSync`], carried by [`crate::train::ImageClassifier`] |
 //!
 //! [`crate::train::fit`] runs data-parallel when [`crate::train::FitOptions::distributed`] is
@@ -17,6 +17,7 @@
 //! writing checkpoints.
 
 mod communicator;
+mod launcher;
 mod local;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -28,14 +29,18 @@ mod sync;
 use std::sync::Arc;
 
 pub use communicator::Communicator;
+pub use launcher::{
+    backend_for_rank, from_launcher, launcher_world_size, local_rank, local_size,
+    share_cores_among_local_ranks, threads_per_rank, DISTRIBUTED_CHOICES,
+};
 pub use local::{LocalCommunicator, LocalGroup};
 #[cfg(feature = "mpi")]
 pub use mpi::MpiCommunicator;
 pub use packing::{
-    all_reduce_fused, average_gradients, broadcast_parameters, check_same_parameters,
-    parameter_hash, DEFAULT_FUSION_BYTES,
+    all_reduce_fused, average_gradients, average_gradients_in, broadcast_parameters,
+    check_same_parameters, parameter_hash, AveragingTimes, DEFAULT_FUSION_BYTES,
 };
-pub use sampler::{Shard, ShardedLoader};
+pub use sampler::{Shard, ShardedLoader, ValidationShard};
 pub use sync::GradientSync;
 
 use crate::error::{Error, Result};
@@ -138,66 +143,6 @@ fn differences_from(
     out
 }
 
-/// The world size an MPI launcher announced in the environment (`OMPI_COMM_WORLD_SIZE` of
-/// Open MPI, `PMI_SIZE` of MPICH/Hydra and Slurm's PMI), if this process was started by one.
-pub fn launcher_world_size() -> Option<usize> {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok()?.parse().ok())
-}
-
-/// This process's rank among those on its machine (`OMPI_COMM_WORLD_LOCAL_RANK`,
-/// `MPI_LOCALRANKID`), 0 without a launcher: the index of the GPU a rank should take.
-pub fn local_rank() -> usize {
-    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// The values `--distributed` takes.
-pub const DISTRIBUTED_CHOICES: [&str; 3] = ["auto", "mpi", "none"];
-
-/// Joins the job a launcher started, as `choice` says: `"mpi"` always (a job of one rank
-/// without a launcher), `"none"` never, `"auto"` (or `None`) when the environment shows a
-/// launcher ([`launcher_world_size`]) of more than one rank. The command line is added to the
-/// [`Distributed::identity`], so ranks started with different options are refused.
-///
-/// # Errors
-/// [`Error::MpiNotCompiled`] when MPI is asked for (or a launcher of several ranks is
-/// detected) in a build without the `mpi` feature; [`Error::InvalidConfig`] for an unknown
-/// `choice`; [`Error::Distributed`] if MPI cannot start.
-pub fn from_launcher(choice: Option<&str>) -> Result<Option<Distributed>> {
-    let wanted = match choice.unwrap_or("auto") {
-        "none" => false,
-        "mpi" => true,
-        "auto" => launcher_world_size().is_some_and(|n| n > 1),
-        other => {
-            return Err(Error::InvalidConfig(format!(
-                "--distributed {other:?}: expected one of {}",
-                DISTRIBUTED_CHOICES.join(", ")
-            )))
-        }
-    };
-    if !wanted {
-        return Ok(None);
-    }
-    join_mpi().map(|d| {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        Some(d.with_identity("the command line", args.join(" ")))
-    })
-}
-
-#[cfg(feature = "mpi")]
-fn join_mpi() -> Result<Distributed> {
-    Ok(Distributed::new(Arc::new(MpiCommunicator::init()?)))
-}
-
-#[cfg(not(feature = "mpi"))]
-fn join_mpi() -> Result<Distributed> {
-    Err(Error::MpiNotCompiled)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,15 +183,5 @@ mod tests {
                 "{err}"
             );
         }
-    }
-
-    #[cfg(not(feature = "mpi"))]
-    #[test]
-    fn mpi_without_the_feature_is_a_typed_error() {
-        let err = from_launcher(Some("mpi")).expect_err("not compiled");
-        assert!(matches!(err, Error::MpiNotCompiled), "{err}");
-        assert!(err.to_string().contains("--features mpi"));
-        assert!(from_launcher(Some("none")).expect("off").is_none());
-        assert!(from_launcher(Some("bogus")).is_err());
     }
 }

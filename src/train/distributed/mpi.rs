@@ -24,6 +24,9 @@ use crate::error::{Error, Result};
 /// wait for this one — and the process exits, which makes the launcher end the job.
 pub struct MpiCommunicator {
     universe: Mutex<Option<Universe>>,
+    /// The all-reduce's send buffer, kept between calls: rsmpi has no in-place all-reduce, and
+    /// a fresh copy of vHeat-T's gradients would fault in 123 MB of new pages every step.
+    send: Mutex<Vec<f32>>,
     rank: usize,
     size: usize,
     finished: AtomicBool,
@@ -62,6 +65,7 @@ impl MpiCommunicator {
         let (rank, size) = (world.rank() as usize, world.size() as usize);
         Ok(Self {
             universe: Mutex::new(Some(universe)),
+            send: Mutex::new(Vec::new()),
             rank,
             size,
             finished: AtomicBool::new(false),
@@ -91,7 +95,9 @@ impl Communicator for MpiCommunicator {
 
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
         // The crate's all-reduce takes separate send and receive buffers.
-        let send = buf.to_vec();
+        let mut send = self.send.lock().unwrap_or_else(|p| p.into_inner());
+        send.clear();
+        send.extend_from_slice(buf);
         self.with_world(|w| w.all_reduce_into(&send[..], buf, SystemOperation::sum()))
     }
 

@@ -3,6 +3,10 @@
 //! positions `r, r + N, r + 2N, …`; the permutation is first padded by wrapping around to a
 //! multiple of `N`, so that every rank gets the same number of samples (and of batches) and no
 //! rank waits for a batch another never computes.
+//!
+//! Validation is split without padding ([`ValidationShard`]): rank `r` takes `r, r + N, …` of
+//! the set in order, each image is seen once, and the ranks' sums of loss and correct
+//! predictions add up to the whole set's.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -133,6 +137,39 @@ impl<O: 'static> DataLoader<O> for ShardedLoader<O> {
     }
 }
 
+/// Rank `rank` of `size`'s part of a validation set: the samples `rank, rank + size, …` in
+/// order, without padding (the parts partition the set; a rank may have one sample fewer).
+pub struct ValidationShard<D> {
+    inner: D,
+    rank: usize,
+    size: usize,
+}
+
+impl<D: Dataset<ImageItem>> ValidationShard<D> {
+    /// Rank `rank` of `size`'s part of `inner`.
+    pub fn new(inner: D, rank: usize, size: usize) -> Self {
+        Self {
+            inner,
+            rank,
+            size: size.max(1),
+        }
+    }
+}
+
+impl<D: Dataset<ImageItem>> Dataset<ImageItem> for ValidationShard<D> {
+    fn get(&self, index: usize) -> Result<ImageItem, DatasetError> {
+        // An index past this part's end lands past the set's end: `inner` refuses it.
+        self.inner.get(self.rank + index * self.size)
+    }
+
+    fn len(&self) -> usize {
+        self.inner
+            .len()
+            .saturating_sub(self.rank)
+            .div_ceil(self.size)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +234,40 @@ mod tests {
             seed: 0,
         };
         assert!(empty.indices(1).is_empty());
+    }
+
+    #[test]
+    fn validation_shards_partition_the_set_in_order() {
+        let set: Vec<ImageItem> = (0..11)
+            .map(|i| ImageItem::new(vec![i as f32], [1, 1, 1], i))
+            .collect();
+        let parts: Vec<Vec<usize>> = (0..3)
+            .map(|rank| {
+                let shard = ValidationShard::new(InMemory(set.clone()), rank, 3);
+                (0..shard.len())
+                    .map(|i| shard.get(i).expect("in range").label)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(parts[0], vec![0, 3, 6, 9]);
+        assert_eq!(parts[1], vec![1, 4, 7, 10]);
+        assert_eq!(parts[2], vec![2, 5, 8]);
+        let shard = ValidationShard::new(InMemory(set), 2, 3);
+        assert!(shard.get(3).is_err());
+    }
+
+    struct InMemory(Vec<ImageItem>);
+
+    impl Dataset<ImageItem> for InMemory {
+        fn get(&self, index: usize) -> Result<ImageItem, DatasetError> {
+            self.0
+                .get(index)
+                .cloned()
+                .ok_or_else(|| DatasetError::new(std::io::Error::other("past the end")))
+        }
+
+        fn len(&self) -> usize {
+            self.0.len()
+        }
     }
 }

@@ -40,10 +40,13 @@ pub(crate) fn announce(
     scaled: &TrainingConfig,
 ) {
     let global = config.batch_size * config.grad_accumulation * d.size();
+    let threads = rayon::current_num_threads();
     println!(
-        "rank {} of {}: device {device:?}, batch {} per rank, global batch {global}",
+        "rank {} of {}: device {device:?}, {threads} compute thread{}, batch {} per rank, \
+         global batch {global}",
         d.rank(),
         d.size(),
+        if threads == 1 { "" } else { "s" },
         config.batch_size
     );
     if d.rank() == 0 && d.size() > 1 {

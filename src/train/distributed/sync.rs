@@ -10,7 +10,7 @@ use burn::optim::GradientsParams;
 use burn::train::Interrupter;
 
 use super::communicator::Communicator;
-use super::packing::{average_gradients, check_same_parameters};
+use super::packing::{average_gradients_in, check_same_parameters};
 use crate::error::Error;
 
 #[derive(Debug, Default)]
@@ -34,6 +34,8 @@ pub struct GradientSync {
     fusion_bytes: usize,
     steps_per_epoch: usize,
     progress: Arc<Mutex<Progress>>,
+    /// The flat gradient buffer, kept from one step to the next.
+    buffer: Arc<Mutex<Vec<f32>>>,
     interrupter: Interrupter,
 }
 
@@ -66,6 +68,7 @@ impl GradientSync {
                 steps: steps_done,
                 error: None,
             })),
+            buffer: Arc::new(Mutex::new(Vec::new())),
             interrupter,
         }
     }
@@ -83,13 +86,23 @@ impl GradientSync {
         self.interrupter.stop(Some(&message));
     }
 
-    /// Replaces `grads` by their average over the ranks ([`average_gradients`]). After a
+    /// Replaces `grads` by their average over the ranks ([`super::average_gradients_in`], in
+    /// a buffer kept from step to step). After a
     /// failure nothing is exchanged any more (the run is stopping).
     pub fn average<M: Module>(&self, module: &M, grads: &mut GradientsParams) {
         if self.progress().error.is_some() {
             return;
         }
-        if let Err(e) = average_gradients(module, grads, self.comm.as_ref(), self.fusion_bytes) {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let averaged = average_gradients_in(
+            module,
+            grads,
+            self.comm.as_ref(),
+            self.fusion_bytes,
+            &mut buffer,
+        );
+        drop(buffer);
+        if let Err(e) = averaged {
             self.fail(e);
         }
     }
@@ -110,6 +123,36 @@ impl GradientSync {
             if let Err(e) = check_same_parameters(module, self.comm.as_ref(), &when) {
                 self.fail(e);
             }
+        }
+    }
+
+    /// Replaces `values` on every rank by their sums over the ranks (exactly: the float64
+    /// values are gathered and added in rank order, the same on every rank). Every rank must
+    /// call it at the same point. On a failure the run is stopped and `values` keep this rank's
+    /// own.
+    pub fn sum_across_ranks(&self, values: &mut [f64]) {
+        if self.progress().error.is_some() {
+            return;
+        }
+        let mine: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let all = match self.comm.all_gather_bytes(&mine) {
+            Ok(all) => all,
+            Err(e) => return self.fail(e),
+        };
+        if all.iter().any(|b| b.len() != mine.len()) {
+            return self.fail(super::communicator::failure(
+                self.comm.as_ref(),
+                "the ranks sent validation sums of different lengths",
+            ));
+        }
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = all
+                .iter()
+                .map(|b| {
+                    let bytes: [u8; 8] = b[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]);
+                    f64::from_le_bytes(bytes)
+                })
+                .sum();
         }
     }
 
