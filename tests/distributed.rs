@@ -16,7 +16,7 @@ use vheat::train::distributed::{
     average_gradients, parameter_hash, Communicator, Distributed, LocalGroup, DEFAULT_FUSION_BYTES,
 };
 use vheat::train::{fit, FitOptions, FitReport, ImageClassifier, TrainingConfig};
-use vheat::{VHeat, VHeatConfig};
+use vheat::VHeatConfig;
 
 /// A small model for 32×32 inputs and the 8 synthetic classes, without stochastic depth (the
 /// masks would differ between one process and two ranks).
@@ -139,19 +139,6 @@ fn train_on(ranks: usize, config: TrainingConfig, tag: &str) -> Vec<FitReport> {
     out
 }
 
-fn weights(model: &VHeat) -> Vec<f32> {
-    struct V(Vec<f32>);
-    impl ModuleVisitor for V {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0
-                .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
-        }
-    }
-    let mut v = V(Vec::new());
-    model.visit(&mut v);
-    v.0
-}
-
 #[test]
 fn two_ranks_of_batch_8_train_as_one_process_of_batch_16() {
     // Two ranks scale the learning rate by two (the global batch); one process of batch 16 is
@@ -159,8 +146,11 @@ fn two_ranks_of_batch_8_train_as_one_process_of_batch_16() {
     let two = train_on(2, recipe(8, 2e-3), "dist-two");
     let one = train_on(1, recipe(16, 4e-3), "dist-one");
     assert_eq!(parameter_hash(&two[0].model), parameter_hash(&two[1].model));
-    let start = weights(&tiny_config().init_seeded(&common::cpu(), 10).unwrap());
-    let (w1, w2) = (weights(&one[0].model), weights(&two[0].model));
+    let start = common::flat_weights(&tiny_config().init_seeded(&common::cpu(), 10).unwrap());
+    let (w1, w2) = (
+        common::flat_weights(&one[0].model),
+        common::flat_weights(&two[0].model),
+    );
     let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&start).map(|(a, b)| a - b).collect() };
     let (d1, d2) = (delta(&w1), delta(&w2));
     let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();

@@ -11,12 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::prelude::*;
 use vheat::data::{ShapesConfig, SyntheticShapes};
 use vheat::train::distributed::from_launcher;
 use vheat::train::{fit, FitOptions, TrainingConfig};
-use vheat::{VHeat, VHeatConfig};
+use vheat::VHeatConfig;
 
 /// One `mpirun` job at a time: two launched at once by the test harness's threads collide on
 /// Open MPI's session directory (`orte_session_dir failed`).
@@ -45,19 +43,6 @@ fn tiny_config() -> VHeatConfig {
         .with_num_classes(SyntheticShapes::num_classes())
         .with_img_size(32)
         .with_drop_path_rate(0.0)
-}
-
-fn weights(model: &VHeat) -> Vec<f32> {
-    struct V(Vec<f32>);
-    impl ModuleVisitor for V {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0
-                .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
-        }
-    }
-    let mut v = V(Vec::new());
-    model.visit(&mut v);
-    v.0
 }
 
 /// One rank of the equivalence run, started by [`two_ranks_train_as_one_process_of_twice_the_batch`]
@@ -90,7 +75,7 @@ fn mpi_rank_worker() {
     };
     let options = FitOptions::new(out.join("run"), d).with_distributed(Some(dist));
     let report = fit(model, train, valid, &config, &options).unwrap();
-    let bytes: Vec<u8> = weights(&report.model)
+    let bytes: Vec<u8> = common::flat_weights(&report.model)
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
@@ -142,7 +127,7 @@ fn two_ranks_train_as_one_process_of_twice_the_batch() {
         "rank 0 and rank 1 must hold the same bits"
     );
     let single = read_f32(&one.join("rank0.f32"));
-    let start = weights(&tiny_config().init_seeded(&common::cpu(), 10).unwrap());
+    let start = common::flat_weights(&tiny_config().init_seeded(&common::cpu(), 10).unwrap());
     let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
     let update = norm(&mut single.iter().zip(&start).map(|(a, b)| (a - b) as f64));
     let apart = norm(&mut single.iter().zip(&r0).map(|(a, b)| (a - b) as f64));

@@ -125,6 +125,20 @@ pub fn tiny_config() -> VHeatConfig {
         .with_drop_path_rate(0.0)
 }
 
+/// Every float parameter of `module`, flattened, in visiting order.
+pub fn flat_weights<M: burn::module::Module>(module: &M) -> Vec<f32> {
+    struct Flat(Vec<f32>);
+    impl burn::module::ModuleVisitor for Flat {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0
+                .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+    let mut flat = Flat(Vec::new());
+    module.visit(&mut flat);
+    flat.0
+}
+
 /// Path of a fixture file.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
