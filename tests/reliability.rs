@@ -1041,7 +1041,7 @@ fn zip_with_bomb_records(entries: &[(String, Vec<u8>)], extra: &[String]) -> Vec
     out.finish().unwrap().into_inner()
 }
 
-/// `micro_base` with its first 4-D tensor (the stem's first convolution) declared as `claim`
+/// `micro_base` with its first 4-D tensor in key order declared as `claim`
 /// floats stored in a deflated record of [`BOMB_RECORD`] zeros, and [`BOMB_RECORDS`] − 1 more
 /// such records no tensor uses: about 5 MB that inflate to 5 GiB. Returns the file and the
 /// tensor's key.
