@@ -441,3 +441,19 @@ fn decoding_ticks_once_per_image_for_the_progress_bar() {
     assert_eq!((kept.len(), bad.len()), (6, 1));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Issue 28, case 14: the validation fraction is a training option, named by its flag.
+#[test]
+fn a_validation_fraction_out_of_range_names_its_flag() {
+    let root = temp_dir("fraction");
+    make_folder(&root, &["cat", "dog"], 2);
+    let folder = ImageFolder::list(&root).unwrap();
+    for bad in [0.0, 1.0, -0.5, f64::NAN] {
+        let err = folder.split(bad, 0).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidTrainingOption { option, .. } if option == "--val-fraction"),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -270,8 +270,9 @@ impl ImageFolder {
     ///
     /// # Errors
     /// Those of [`open`](Self::open); [`Error::FolderLayout`] for a `root/train` holding class
-    /// folders without `root/val` (or the reverse); [`Error::InvalidConfig`] for a
-    /// `val_fraction` outside `(0, 1)` or train/val folders whose classes differ.
+    /// folders without `root/val` (or the reverse); [`Error::InvalidTrainingOption`] for a
+    /// `val_fraction` outside `(0, 1)`; [`Error::InvalidConfig`] for train/val folders whose
+    /// classes differ.
     pub fn open_split(
         root: impl AsRef<Path>,
         val_fraction: f64,
@@ -340,12 +341,14 @@ impl ImageFolder {
     /// at least one when the class has two or more images) goes to the second folder.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a `val_fraction` outside `(0, 1)`.
+    /// [`Error::InvalidTrainingOption`] for a `val_fraction` outside `(0, 1)`, named by the
+    /// flag that sets it (`--val-fraction`).
     pub fn split(&self, val_fraction: f64, seed: u64) -> Result<(ImageFolder, ImageFolder)> {
         if !(val_fraction > 0.0 && val_fraction < 1.0) {
-            return Err(Error::InvalidConfig(format!(
-                "validation fraction {val_fraction} is outside (0, 1)"
-            )));
+            return Err(Error::InvalidTrainingOption {
+                option: "--val-fraction".into(),
+                reason: format!("validation fraction {val_fraction} is outside (0, 1)"),
+            });
         }
         let mut rng = SplitMix64::new(seed);
         let (mut train, mut val) = (Vec::new(), Vec::new());
@@ -392,7 +395,9 @@ impl ImageFolder {
     /// [`AugmentConfig`]) to `size × size`: decoded on demand, a new random draw every read.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for an invalid `augment` or `size == 0` (nothing is built).
+    /// [`Error::InvalidTrainingOption`] for an invalid `augment` (see
+    /// [`AugmentConfig::validate`]), [`Error::InvalidConfig`] for `size == 0` (nothing is
+    /// built).
     pub fn augmented_dataset(
         &self,
         augment: &AugmentConfig,
