@@ -13,6 +13,42 @@ pub enum Error {
     #[error("invalid vHeat configuration: {0}")]
     InvalidConfig(String),
 
+    /// A training option (a `vheat train` flag, or a field of
+    /// [`TrainingConfig`](crate::train::TrainingConfig), its augmentation or its Mixup) is out
+    /// of range or contradicts another. `option` is the flag a user types (`--batch` for
+    /// `batch_size`, `--accum` for `grad_accumulation`), or the field's name where no flag
+    /// sets it.
+    #[error("invalid training option {option}: {reason}")]
+    InvalidTrainingOption {
+        /// The flag (`--batch`), or the field (`label_smoothing`) where no flag sets it.
+        option: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
+
+    /// A training or validation set holds no image, and why.
+    #[error("the {split} set is empty: {reason}")]
+    EmptyDataset {
+        /// `training` or `validation`.
+        split: String,
+        /// Why it is empty, and what would fill it.
+        reason: String,
+    },
+
+    /// An image folder is not laid out as `ROOT/CLASS/IMAGE` (or `ROOT/train/CLASS/IMAGE`
+    /// beside `ROOT/val/CLASS/IMAGE`): its images lie in nested sub-folders, or it has a
+    /// `train/` folder without `val/` (or the reverse).
+    #[error(
+        "image folder {path} is not laid out as ROOT/CLASS/IMAGE (or ROOT/train/CLASS/IMAGE \
+         beside ROOT/val/CLASS/IMAGE): {reason}"
+    )]
+    FolderLayout {
+        /// The folder that was opened.
+        path: PathBuf,
+        /// What was found instead, naming a folder where it was found.
+        reason: String,
+    },
+
     /// A configuration file could not be read or parsed.
     #[error("cannot read vHeat configuration from {path}: {reason}")]
     ConfigFile {

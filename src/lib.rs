@@ -45,6 +45,7 @@
 mod error;
 mod init;
 mod load_report;
+mod special_file;
 
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -231,7 +231,9 @@ fn validation_rejects_each_bad_value() {
     ];
     for (what, cfg) in cases {
         match cfg.validate() {
-            Err(Error::InvalidConfig(m)) => assert!(m.contains(what), "{what}: {m}"),
+            Err(e @ Error::InvalidTrainingOption { .. }) => {
+                assert!(e.to_string().contains(what), "{what}: {e}")
+            }
             other => panic!("{what}: {other:?} for {cfg:?}"),
         }
         assert!(Augment::new(cfg, 32).is_err());
@@ -399,6 +401,6 @@ fn invalid_policy_builds_no_dataset() {
     let cfg = changed(AugmentPolicy::Reference.config(), |c| c.reprob = 3.0);
     assert!(matches!(
         folder.augmented_dataset(&cfg, 16, 0),
-        Err(Error::InvalidConfig(_))
+        Err(Error::InvalidTrainingOption { .. })
     ));
 }

@@ -470,3 +470,51 @@ fn the_binary_helps_and_reports_errors_without_panicking() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 28, case 10: `classify --size` is checked against the memory estimate before the
+/// input is allocated, naming the size and the limit (without the check, resizing one image to
+/// 100000² allocates 120 GB and the process aborts).
+#[test]
+fn classify_at_an_absurd_size_is_refused_by_the_memory_estimate() {
+    let dir = unique_temp_dir("cli-classify-memory");
+    let config = common::tiny_config();
+    let model = config.init(&common::cpu());
+    let meta = vheat::train::CheckpointMeta {
+        config: config.clone(),
+        classes: SyntheticShapes::class_names(),
+        image_size: config.img_size,
+        crop_pct: 1.0,
+    };
+    let checkpoint = dir.join("m.bpk");
+    vheat::train::save_checkpoint(&model, &meta, &checkpoint).unwrap();
+    let image = dir.join("a.png");
+    image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]))
+        .save(&image)
+        .unwrap();
+    let run = Process::new(env!("CARGO_BIN_EXE_vheat"))
+        .args(["classify", "--size", "100000", "--from"])
+        .arg(&checkpoint)
+        .arg(&image)
+        .env("VHEAT_MEMORY_LIMIT", "1G")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("100000x100000"), "{stderr}");
+    assert!(stderr.contains("memory limit of 1.0 GiB"), "{stderr}");
+    // At the checkpoint's own size the same command classifies.
+    let run = Process::new(env!("CARGO_BIN_EXE_vheat"))
+        .args(["classify", "--from"])
+        .arg(&checkpoint)
+        .arg(&image)
+        .env("VHEAT_MEMORY_LIMIT", "1G")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

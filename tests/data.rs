@@ -358,3 +358,102 @@ per_backend! {
         assert_eq!(labels, vec![0, 1, 2, 3, 4]);
     }
 }
+
+/// Issue 28, case 14: a folder laid out otherwise than ROOT/CLASS/IMAGE says how, naming a
+/// folder where it found the images, and is never labelled an invalid model configuration.
+#[test]
+fn misplaced_images_say_where_they_are_and_the_layout_expected() {
+    let layout = |err: &Error| {
+        let text = err.to_string();
+        assert!(!text.contains("vHeat configuration"), "{text}");
+        assert!(text.contains("ROOT/CLASS/IMAGE"), "{text}");
+        text
+    };
+    // Images one level too deep: ROOT/CLASS/SUB/IMAGE.
+    let root = temp_dir("nested");
+    make_folder(&root.join("cat"), &["2024"], 2);
+    make_folder(&root.join("dog"), &["2024"], 2);
+    let err = ImageFolder::open(&root).unwrap_err();
+    assert!(matches!(err, Error::FolderLayout { .. }), "{err}");
+    let text = layout(&err);
+    assert!(
+        text.contains(&root.join("cat").join("2024").display().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("nested"), "{text}");
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // train/ without val/, and val/ without train/.
+    for (present, missing) in [("train", "val"), ("val", "train")] {
+        let root = temp_dir(&format!("only-{present}"));
+        make_folder(&root.join(present), &["cat", "dog"], 2);
+        let err = ImageFolder::list_split(&root, 0.2, 0).unwrap_err();
+        assert!(matches!(err, Error::FolderLayout { .. }), "{err}");
+        let text = layout(&err);
+        assert!(
+            text.contains(&root.join(missing).display().to_string()),
+            "{text}"
+        );
+        assert!(text.contains("no "), "{text}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    // Images directly in the root, with no class folders.
+    let root = temp_dir("flat");
+    make_folder(&root, &["cat"], 3);
+    for f in std::fs::read_dir(root.join("cat")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::rename(&f, root.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::remove_dir(root.join("cat")).unwrap();
+    let err = ImageFolder::open(&root).unwrap_err();
+    assert!(matches!(err, Error::EmptyImageFolder { .. }), "{err}");
+    let text = layout(&err);
+    assert!(text.contains("3 images lie directly in it"), "{text}");
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // No images at all: the class folder is named, and nothing nested is claimed.
+    let root = temp_dir("none");
+    std::fs::create_dir_all(root.join("cat").join("empty")).unwrap();
+    let err = ImageFolder::open(&root).unwrap_err();
+    assert!(matches!(err, Error::EmptyClassFolder { .. }), "{err}");
+    assert!(!err.to_string().contains("vHeat configuration"), "{err}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Issue 28: the up-front decode reports every image it reads, good and bad, to its progress
+/// callback (what `vheat train`'s bar counts), and keeps only those that decode.
+#[test]
+fn decoding_ticks_once_per_image_for_the_progress_bar() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let root = temp_dir("decode-ticks");
+    make_folder(&root, &["cat", "dog"], 3);
+    std::fs::write(root.join("dog").join("broken.png"), b"not a png").unwrap();
+    let folder = ImageFolder::list(&root).unwrap();
+    assert_eq!(folder.len(), 7);
+    let ticks = AtomicUsize::new(0);
+    let (kept, bad) = folder
+        .decoded_with(true, &|| {
+            ticks.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+    assert_eq!(ticks.load(Ordering::Relaxed), 7);
+    assert_eq!((kept.len(), bad.len()), (6, 1));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Issue 28, case 14: the validation fraction is a training option, named by its flag.
+#[test]
+fn a_validation_fraction_out_of_range_names_its_flag() {
+    let root = temp_dir("fraction");
+    make_folder(&root, &["cat", "dog"], 2);
+    let folder = ImageFolder::list(&root).unwrap();
+    for bad in [0.0, 1.0, -0.5, f64::NAN] {
+        let err = folder.split(bad, 0).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidTrainingOption { option, .. } if option == "--val-fraction"),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -465,6 +465,83 @@ fn a_fifo_given_as_an_image_or_a_config_is_refused_without_blocking() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Issue 28, case 13: weight files (`.pth`, `.safetensors`, `.bpk`, and the `.json` beside a
+/// `.bpk`) that are FIFOs, devices or folders are refused by their type, naming the path,
+/// before an open that would block (a FIFO) or never end (`/dev/zero`). The loads run on a
+/// thread with a deadline, so a regression fails here instead of hanging the suite.
+#[cfg(unix)]
+#[test]
+fn weight_files_that_are_fifos_devices_or_folders_are_refused_without_blocking() {
+    let dir = temp_dir("special-weights");
+    let mkfifo = |p: &Path| {
+        let made = Command::new("mkfifo").arg(p).status().unwrap();
+        assert!(made.success(), "mkfifo {}", p.display());
+    };
+    let config = tiny_config();
+    let d = common::cpu();
+    // A real checkpoint whose metadata is a FIFO, and one whose weights are.
+    let meta = vheat::train::CheckpointMeta {
+        config: config.clone(),
+        classes: SyntheticShapes::class_names(),
+        image_size: 32,
+        crop_pct: 1.0,
+    };
+    let model = config.init(&d);
+    let fifo_meta = dir.join("fifo-meta.bpk");
+    vheat::train::save_checkpoint(&model, &meta, &fifo_meta).unwrap();
+    std::fs::remove_file(dir.join("fifo-meta.json")).unwrap();
+    mkfifo(&dir.join("fifo-meta.json"));
+    let fifo_weights = dir.join("fifo-weights.bpk");
+    vheat::train::save_checkpoint(&model, &meta, &fifo_weights).unwrap();
+    std::fs::remove_file(&fifo_weights).unwrap();
+    mkfifo(&fifo_weights);
+    // Reference checkpoints that are FIFOs, a device and a folder.
+    let mut reference = Vec::new();
+    for name in ["w.pth", "w.safetensors", "w.bpk"] {
+        mkfifo(&dir.join(name));
+        reference.push((dir.join(name), "FIFO"));
+    }
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.pth")).unwrap();
+    reference.push((dir.join("zero.pth"), "character device"));
+    std::fs::create_dir(dir.join("folder.safetensors")).unwrap();
+    reference.push((dir.join("folder.safetensors"), "folder"));
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (meta_path, weights_path) = (fifo_meta.clone(), fifo_weights.clone());
+    let cases = reference.clone();
+    std::thread::spawn(move || {
+        let d = common::cpu();
+        let mut errors: Vec<(PathBuf, Error)> = cases
+            .iter()
+            .map(|(p, _)| {
+                let err = vheat::weights::load_any(p, &config, &d).unwrap_err();
+                (p.clone(), err)
+            })
+            .collect();
+        let err = vheat::train::load_checkpoint(&meta_path, &d).unwrap_err();
+        errors.push((meta_path.with_extension("json"), err));
+        let err = vheat::train::load_checkpoint(&weights_path, &d).unwrap_err();
+        errors.push((weights_path, err));
+        tx.send(errors).ok();
+    });
+    let errors = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("a load blocked on a special file");
+    let kinds = reference
+        .iter()
+        .map(|(_, kind)| *kind)
+        .chain(["FIFO", "FIFO"]);
+    for ((path, err), kind) in errors.iter().zip(kinds) {
+        assert!(matches!(err, Error::CheckpointRead { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("not a regular file"), "{text}");
+        assert!(text.contains(kind), "{kind}: {text}");
+    }
+    assert_eq!(errors.len(), reference.len() + 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_cut_jpeg_is_an_error_not_a_grey_image() {
     let dir = temp_dir("jpeg");

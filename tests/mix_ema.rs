@@ -78,7 +78,10 @@ fn bad_mixup_configs_are_typed_errors() {
         ),
     ] {
         let err = bad.validate().unwrap_err();
-        assert!(matches!(err, vheat::Error::InvalidConfig(_)), "{err}");
+        assert!(
+            matches!(err, vheat::Error::InvalidTrainingOption { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains(word), "{err} should name {word}");
         assert!(MixupBatcher::new(bad).is_err());
     }

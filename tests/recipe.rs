@@ -154,8 +154,19 @@ fn contradictory_options_are_typed_errors_before_training() {
         let Err(err) = train(&args(&bad)) else {
             panic!("{bad:?} was accepted");
         };
+        // Issue 28, case 14: a training option, named by the flag the user typed.
         assert!(
-            matches!(err, vheat::Error::InvalidConfig(_)),
+            matches!(err, vheat::Error::InvalidTrainingOption { .. }),
+            "{bad:?}: {err}"
+        );
+        let flag = bad
+            .iter()
+            .find(|a| a.starts_with("--") && **a != "--data")
+            .unwrap();
+        let flag = flag.split('=').next().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("invalid training option {flag}: ")),
             "{bad:?}: {err}"
         );
         assert!(!out.join("checkpoint").exists(), "{bad:?} started training");
@@ -180,8 +191,19 @@ fn bad_recipe_flags_are_typed_errors_on_the_synthetic_data_too() {
         let Err(err) = train(&args(&bad)) else {
             panic!("{bad:?} was accepted");
         };
+        // Issue 28, case 14: a training option, named by the flag the user typed.
         assert!(
-            matches!(err, vheat::Error::InvalidConfig(_)),
+            matches!(err, vheat::Error::InvalidTrainingOption { .. }),
+            "{bad:?}: {err}"
+        );
+        let flag = bad
+            .iter()
+            .find(|a| a.starts_with("--") && **a != "--data")
+            .unwrap();
+        let flag = flag.split('=').next().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("invalid training option {flag}: ")),
             "{bad:?}: {err}"
         );
         assert!(!out.exists(), "{bad:?} touched the output folder");
@@ -296,5 +318,37 @@ fn fine_tuning_sizes_are_checked_as_from_scratch() {
     }
     let start = starting_model(Some(&from), no_pth, Some(64), 0, &folder, &d).unwrap();
     assert_eq!((start.size, start.config.num_classes), (64, 3));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 28, case 14: a training option's error names the flag the user typed (`--batch`,
+/// `--accum`), not the library's field (`batch_size`, `grad_accumulation`), and is not labelled
+/// as an invalid model configuration.
+#[test]
+fn training_option_errors_name_the_flag_not_the_field() {
+    let dir = temp_dir("option-names");
+    let out = dir.join("run");
+    let o = out.to_str().unwrap();
+    for (bad, flag, field) in [
+        (vec!["--batch", "0", "--out", o], "--batch", "batch_size"),
+        (
+            vec!["--accum", "0", "--out", o],
+            "--accum",
+            "grad_accumulation",
+        ),
+        (vec!["--epochs", "0", "--out", o], "--epochs", "epochs`"),
+    ] {
+        let Err(err) = train(&args(&bad)) else {
+            panic!("{bad:?} was accepted");
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("invalid training option {flag}: ")),
+            "{text}"
+        );
+        assert!(!text.contains(field), "{text}");
+        assert!(!text.contains("vHeat configuration"), "{text}");
+        assert!(!out.exists(), "{bad:?} touched the output folder");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -827,7 +827,7 @@ fn fuzz_smoke_run_and_corpus_never_panic() {
         .filter_map(|p| fuzz::Target::from_path(&p).map(|t| (p, t)))
         .collect();
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(files.len() >= 7, "the corpus lost files: {files:?}");
+    assert!(files.len() >= 10, "the corpus lost files: {files:?}");
     for (file, target) in files {
         // Every combination of options the harness draws, for each corpus file.
         for seed in 0..8 {
@@ -975,4 +975,202 @@ fn zero_crop_size_does_not_panic() {
     assert_eq!(EvalTransform::with_crop_pct(0, 0.9).apply(&img).len(), 3);
     let mut rng = vheat::data::SplitMix64::new(1);
     assert_eq!(TrainTransform::new(0).apply(&img, &mut rng).len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 28, case 10: a `.pth` zip bomb is refused by its shapes, unread.
+// ---------------------------------------------------------------------------------------------
+
+/// The environment variable that makes [`pth_bomb_child`] load the `.pth` it names.
+const BOMB_CHILD: &str = "VHEAT_PTH_BOMB_CHILD";
+
+/// Zip records each holding 128 MiB of zeros, deflated (about 130 KB each).
+const BOMB_RECORD: usize = 128 << 20;
+
+/// How many such records the bomb holds: 5 GiB inflated in all, in a file of about 5 MB, each
+/// record below the 64-fold inflation a single record is allowed.
+const BOMB_RECORDS: usize = 40;
+
+/// The state dict of the fixture `micro_base`, as `write_pth` takes it (reference key names,
+/// read from the fixture safetensors, which has the same tensors as `micro_base.pth`).
+fn micro_base_state() -> Vec<pth::StateTensor> {
+    let bytes = fixture_bytes("micro_base.weights.safetensors");
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let view = st.tensor(&name).unwrap();
+            pth::StateTensor {
+                shape: view.shape().to_vec(),
+                values: f32s(view.data()),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// The zip archive `entries` (stored) plus `extra` records, each a raw copy of one deflated
+/// record of [`BOMB_RECORD`] zeros (compressed once, copied without recompressing).
+fn zip_with_bomb_records(entries: &[(String, Vec<u8>)], extra: &[String]) -> Vec<u8> {
+    use std::io::{Cursor, Write};
+    use zip::write::SimpleFileOptions;
+    use zip::CompressionMethod;
+    let mut one = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    one.start_file(
+        "zeros",
+        SimpleFileOptions::default().compression_method(CompressionMethod::Deflated),
+    )
+    .unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..BOMB_RECORD >> 20 {
+        one.write_all(&chunk).unwrap();
+    }
+    let mut one = zip::ZipArchive::new(one.finish().unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+    for (name, data) in entries {
+        out.start_file(name, stored).unwrap();
+        out.write_all(data).unwrap();
+    }
+    for name in extra {
+        out.raw_copy_file_rename(one.by_name("zeros").unwrap(), name)
+            .unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
+/// `micro_base` with its first 4-D tensor in key order declared as `claim`
+/// floats stored in a deflated record of [`BOMB_RECORD`] zeros, and [`BOMB_RECORDS`] − 1 more
+/// such records no tensor uses: about 5 MB that inflate to 5 GiB. Returns the file and the
+/// tensor's key.
+fn pth_bomb(claim: usize) -> (Vec<u8>, String) {
+    let mut state = micro_base_state();
+    let k = state.iter().position(|t| t.shape.len() == 4).unwrap();
+    state[k].shape = vec![claim];
+    state[k].values = Vec::new();
+    let mut entries = vec![
+        (
+            "archive/data.pkl".to_string(),
+            pth::state_dict_pickle(&state),
+        ),
+        ("archive/byteorder".to_string(), b"little".to_vec()),
+    ];
+    let mut bombs = vec![format!("archive/data/{k}")];
+    for (i, t) in state.iter().enumerate() {
+        if i != k {
+            let bytes = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            entries.push((format!("archive/data/{i}"), bytes));
+        }
+    }
+    bombs.extend((1..BOMB_RECORDS).map(|j| format!("archive/data/unused{j}")));
+    (
+        zip_with_bomb_records(&entries, &bombs),
+        state[k].name.clone(),
+    )
+}
+
+/// The child of [`a_pth_zip_bomb_is_refused_unread`]: under an address-space limit, loads the
+/// valid fixture (the limit leaves room for an ordinary load), then every `.pth` of the folder
+/// the environment names, printing each one's error. Does nothing in an ordinary test run.
+#[test]
+fn pth_bomb_child() {
+    let Some(dir) = std::env::var_os(BOMB_CHILD) else {
+        return;
+    };
+    let d = cpu();
+    base_model(&d);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let err = VHeat::load_pytorch(&path, &base_config(), &d).unwrap_err();
+        println!("refused {}: {err}", path.display());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_pth_zip_bomb_is_refused_unread() {
+    let scratch = Scratch::new("pth-bomb");
+    // A tensor whose claimed size fits its record (2²⁵ floats, 128 MiB) but not the model; and
+    // one that claims 2³⁰ floats (4 GiB).
+    let fits_record = BOMB_RECORD / 4;
+    let (bytes, key) = pth_bomb(fits_record);
+    assert!(bytes.len() < 16 << 20, "{} bytes", bytes.len());
+    let path = scratch.write("a.pth", &bytes);
+    scratch.write("b.pth", &pth_bomb(1 << 30).0);
+    // Loaded in a child process whose address space is limited to 2 GiB, less than the bombs'
+    // 5 GiB: a reader that inflated the records before checking sizes would die there.
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2097152 && exec \"$0\" \"$@\"")
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "pth_bomb_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(BOMB_CHILD, &scratch.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert!(child.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("refused ").count(), 2, "{stdout}");
+    assert!(stdout.contains(&fits_record.to_string()), "{stdout}");
+    assert!(stdout.contains("larger than 1 GiB"), "{stdout}");
+
+    // In this process: a shape mismatch naming the parameter and the claimed shape, the model
+    // unchanged.
+    let d = cpu();
+    let model = base_model(&d);
+    let err = load_err(&model, &path, Format::Pth);
+    let Error::CheckpointMismatch { report, .. } = &err else {
+        panic!("expected a shape mismatch for {key}, got {err}");
+    };
+    assert_eq!(report.shape_mismatches.len(), 1, "{err}");
+    let mismatch = &report.shape_mismatches[0];
+    assert_eq!(mismatch.found, vec![fits_record], "{err}");
+    let stored = micro_base_state()
+        .into_iter()
+        .find(|t| t.name == key)
+        .unwrap();
+    assert_eq!(
+        mismatch.expected.iter().product::<usize>(),
+        stored.values.len(),
+        "{err}"
+    );
+    assert!(report.missing.is_empty(), "{err}");
+
+    // A tensor whose shape fits but whose zip record claims more bytes than the pickle declares
+    // for its storage is refused before the record is inflated.
+    let state = micro_base_state();
+    let k = state.iter().position(|t| t.shape.len() == 4).unwrap();
+    let mut entries = vec![
+        (
+            "archive/data.pkl".to_string(),
+            pth::state_dict_pickle(&state),
+        ),
+        ("archive/byteorder".to_string(), b"little".to_vec()),
+    ];
+    for (i, t) in state.iter().enumerate() {
+        if i != k {
+            let bytes = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            entries.push((format!("archive/data/{i}"), bytes));
+        }
+    }
+    let lying = zip_with_bomb_records(&entries, &[format!("archive/data/{k}")]);
+    let path = scratch.write("lying.pth", &lying);
+    let err = load_err(&model, &path, Format::Pth);
+    assert!(matches!(err, Error::CheckpointRead { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("claims {BOMB_RECORD} bytes")),
+        "{err}"
+    );
 }

@@ -247,7 +247,10 @@ fn training_recipe_rejects_bad_numbers() {
         changed(ok.clone(), |c| c.clip_grad = Some(0.0)),
     ] {
         assert!(
-            matches!(bad.validate(), Err(vheat::Error::InvalidConfig(_))),
+            matches!(
+                bad.validate(),
+                Err(vheat::Error::InvalidTrainingOption { .. })
+            ),
             "{bad:?}"
         );
     }
@@ -399,7 +402,12 @@ fn empty_datasets_and_missing_devices_are_errors() {
         &FitOptions::new(&dir, d.clone()),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("empty dataset"), "{err}");
+    // Issue 28, case 14: named as an empty set, not as an invalid model configuration.
+    assert!(
+        matches!(&err, vheat::Error::EmptyDataset { split, .. } if split == "training"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("training set is empty"), "{err}");
     let err = fit(
         tiny_config().init(&d),
         valid.clone(),

@@ -17,7 +17,7 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::train::load_checkpoint;
-use crate::vheat::VHeat;
+use crate::vheat::{VHeat, VHeatConfig};
 use crate::weights::{load_pytorch_into, load_safetensors_into, LoadOptions};
 
 /// Arguments of `vheat classify` (and of `examples/classify.rs`).
@@ -83,6 +83,8 @@ pub struct ClassifyArgs {
 pub struct Classifier {
     /// The network.
     pub model: VHeat,
+    /// Its configuration (what the memory estimate of an input size is computed from).
+    pub config: VHeatConfig,
     /// One name per output.
     pub classes: Vec<String>,
     /// The preprocessing its inputs get.
@@ -112,6 +114,7 @@ pub fn load_pretrained(name: &str, mirror: Option<&str>, device: &Device) -> Res
         .unwrap_or_else(|| EvalTransform::new(weights.config().img_size as u32));
     Ok(Classifier {
         classes: reference_classes(weights.config().num_classes),
+        config: weights.config(),
         model,
         transform,
         crop_pct: None,
@@ -145,11 +148,13 @@ pub(crate) fn is_reference(path: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_str(), Some("pth" | "pt" | "bin" | "safetensors")))
 }
 
-/// The classifier `args` name (`--from` or `--pretrained`) on `device`.
+/// The classifier `args` name (`--from` or `--pretrained`) on `device`, at `--size` when given.
 ///
 /// # Errors
 /// [`Error::CheckpointRead`] (naming the file) for a missing or unreadable checkpoint,
-/// [`Error::CheckpointMismatch`] if it does not fit the configuration; for `--pretrained`,
+/// [`Error::CheckpointMismatch`] if it does not fit the configuration; [`Error::MemoryLimit`]
+/// when one image at the input size needs more memory than the limit allows (checked before
+/// any input is allocated; see [`VHeatConfig::check_memory`]); for `--pretrained`,
 /// the errors of [`load_pretrained`] ([`Error::Unsupported`] in a build without the
 /// `pretrained` feature).
 pub fn load(args: &ClassifyArgs, device: &Device) -> Result<Classifier> {
@@ -166,6 +171,9 @@ pub fn load(args: &ClassifyArgs, device: &Device) -> Result<Classifier> {
             None => EvalTransform::new(size),
         };
     }
+    // One image at a time: an absurd side is refused here, by its estimate, rather than by an
+    // allocation failure when the image is resized.
+    c.config.check_memory(1, c.transform.size as usize, false)?;
     Ok(c)
 }
 
@@ -202,6 +210,7 @@ pub fn load_source(
                 classes: reference_classes(config.num_classes),
                 transform: EvalTransform::new(config.img_size as u32),
                 crop_pct: None,
+                config,
             }
         }
         (Some(path), None) => {
@@ -211,6 +220,7 @@ pub fn load_source(
                 classes: meta.classes,
                 transform: EvalTransform::with_crop_pct(meta.image_size as u32, meta.crop_pct),
                 crop_pct: Some(meta.crop_pct),
+                config: meta.config,
             }
         }
         (None, None) => {

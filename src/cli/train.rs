@@ -359,8 +359,11 @@ pub fn train(args: &TrainArgs) -> Result<Option<TrainOutcome>> {
         }
         // Every image decoded once before the first step, training and validation alike.
         let checking = Instant::now();
-        let (train, bad_train) = train.decoded(args.skip_bad_images)?;
-        let (val, bad_val) = val.decoded(args.skip_bad_images)?;
+        let bar = decode_progress(train.len() + val.len(), speaks);
+        let tick = || bar.inc(1);
+        let (train, bad_train) = train.decoded_with(args.skip_bad_images, &tick)?;
+        let (val, bad_val) = val.decoded_with(args.skip_bad_images, &tick)?;
+        bar.finish_and_clear();
         for bad in bad_train.iter().chain(&bad_val).filter(|_| speaks) {
             eprintln!("skipped: {bad}");
         }
@@ -611,4 +614,24 @@ fn hold_run_folder(options: FitOptions, out: &Path) -> Result<FitOptions> {
         return Ok(options);
     }
     Ok(options.with_run_lock(Arc::new(RunLock::acquire(out)?)))
+}
+
+/// The bar of the up-front decode of `len` images, on stderr: drawn on a terminal by the
+/// process that prints the run's progress (`prints`: alone, or rank 0 of a data-parallel job),
+/// hidden otherwise (a log gets the one "checked N images" line).
+fn decode_progress(len: usize, prints: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !(prints && std::io::stderr().is_terminal()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("decoding images {bar:30} {pos}/{len} ({eta})")
+    {
+        bar.set_style(style);
+    }
+    bar
 }

@@ -40,6 +40,9 @@ fn read_fixture(path: &Path) -> Result<Fixture> {
         path: path.to_path_buf(),
         reason,
     };
+    if let Some(reason) = crate::special_file::not_a_regular_file(path) {
+        return Err(fail(reason));
+    }
     let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| fail(e.to_string()))?;
     let mut out = HashMap::new();
@@ -97,6 +100,9 @@ fn config_of(json: &Path) -> Result<VHeatConfig> {
         path: json.to_path_buf(),
         reason,
     };
+    if let Some(reason) = crate::special_file::not_a_regular_file(json) {
+        return Err(fail(reason));
+    }
     let text = std::fs::read_to_string(json).map_err(|e| fail(e.to_string()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
     VHeatConfig::from_json(&v["config"].to_string())

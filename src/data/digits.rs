@@ -45,6 +45,9 @@ impl Digits {
             path: path.to_path_buf(),
             reason,
         };
+        if let Some(reason) = crate::special_file::not_a_regular_file(path) {
+            return Err(bad(reason));
+        }
         let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         if bytes.is_empty() || bytes.len() % RECORD != 0 {
             return Err(bad(format!(

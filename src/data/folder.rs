@@ -60,6 +60,41 @@ fn is_hidden(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.'))
 }
 
+/// How many levels below a class folder the search for misplaced images goes (only to name
+/// one in an error).
+const NESTED_SEARCH_DEPTH: usize = 3;
+
+/// The first (sorted) visible sub-folder of `dir`.
+fn first_sub_folder(dir: &Path) -> Option<PathBuf> {
+    sorted_entries(dir)
+        .ok()?
+        .into_iter()
+        .find(|p| p.is_dir() && !is_hidden(p))
+}
+
+/// The first (depth-first, sorted) visible folder below `dir`, at most `depth` levels down,
+/// that holds a PNG or JPEG file directly.
+fn nested_image_folder(dir: &Path, depth: usize) -> Option<PathBuf> {
+    if depth == 0 {
+        return None;
+    }
+    let subs = sorted_entries(dir).ok()?;
+    for sub in subs.into_iter().filter(|p| p.is_dir() && !is_hidden(p)) {
+        let holds_images = sorted_entries(&sub).ok().is_some_and(|files| {
+            files
+                .iter()
+                .any(|f| f.is_file() && !is_hidden(f) && has_image_extension(f))
+        });
+        if holds_images {
+            return Some(sub);
+        }
+        if let Some(found) = nested_image_folder(&sub, depth - 1) {
+            return Some(found);
+        }
+    }
+    None
+}
+
 impl ImageFolder {
     /// Lists the classes and images of `root` and checks that every image's header decodes.
     ///
@@ -68,7 +103,9 @@ impl ImageFolder {
     ///
     /// # Errors
     /// - [`Error::EmptyImageFolder`] if `root` does not exist, is not a folder, or holds no
-    ///   class sub-folder;
+    ///   class sub-folder (saying when its images lie directly in it);
+    /// - [`Error::FolderLayout`] if a class sub-folder's images lie only in nested folders
+    ///   (naming one);
     /// - [`Error::EmptyClassFolder`] if a class sub-folder holds no PNG or JPEG image;
     /// - [`Error::ImageRead`] naming the first image that cannot be read.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
@@ -90,12 +127,29 @@ impl ImageFolder {
     ///
     /// # Errors
     /// [`Error::ImageRead`] naming an image that does not decode (without `skip`).
-    pub fn decoded(mut self, skip: bool) -> Result<(Self, Vec<Error>)> {
+    pub fn decoded(self, skip: bool) -> Result<(Self, Vec<Error>)> {
+        self.decoded_with(skip, &|| {})
+    }
+
+    /// [`decoded`](Self::decoded), calling `tick` once per image read (from the decoding
+    /// threads): what a progress bar counts.
+    ///
+    /// # Errors
+    /// As [`decoded`](Self::decoded).
+    pub fn decoded_with(
+        mut self,
+        skip: bool,
+        tick: &(dyn Fn() + Sync),
+    ) -> Result<(Self, Vec<Error>)> {
         use rayon::prelude::*;
         let failures: Vec<Option<Error>> = self
             .samples
             .par_iter()
-            .map(|s| load_rgb(&s.path).err())
+            .map(|s| {
+                let failure = load_rgb(&s.path).err();
+                tick();
+                failure
+            })
             .collect();
         let mut bad = Vec::new();
         let mut kept = Vec::with_capacity(self.samples.len());
@@ -141,7 +195,19 @@ impl ImageFolder {
             .filter(|p| p.is_dir() && !is_hidden(p))
             .collect();
         if class_dirs.is_empty() {
-            return Err(empty("it has no sub-folders".into()));
+            let images = sorted_entries(&root)
+                .map_err(|e| empty(e.to_string()))?
+                .into_iter()
+                .filter(|p| p.is_file() && !is_hidden(p) && has_image_extension(p))
+                .count();
+            return Err(empty(if images > 0 {
+                format!(
+                    "it has no sub-folders: its {images} images lie directly in it, where the \
+                     class folders should be (ROOT/CLASS/IMAGE)"
+                )
+            } else {
+                "it has no sub-folders and no images".into()
+            }));
         }
         let mut classes = Vec::with_capacity(class_dirs.len());
         let mut samples = Vec::new();
@@ -171,6 +237,17 @@ impl ImageFolder {
                 count += 1;
             }
             if count == 0 {
+                if let Some(nested) = nested_image_folder(dir, NESTED_SEARCH_DEPTH) {
+                    return Err(Error::FolderLayout {
+                        path: root.clone(),
+                        reason: format!(
+                            "class folder {} holds no image itself, but its sub-folder {} \
+                             does: images in nested sub-folders are not read",
+                            dir.display(),
+                            nested.display()
+                        ),
+                    });
+                }
                 return Err(Error::EmptyClassFolder {
                     class,
                     path: dir.clone(),
@@ -192,8 +269,10 @@ impl ImageFolder {
     /// more) for validation. The split is a shuffle seeded by `seed`.
     ///
     /// # Errors
-    /// Those of [`open`](Self::open); [`Error::InvalidConfig`] for a `val_fraction` outside
-    /// `(0, 1)` or train/val folders whose classes differ.
+    /// Those of [`open`](Self::open); [`Error::FolderLayout`] for a `root/train` holding class
+    /// folders without `root/val` (or the reverse); [`Error::InvalidTrainingOption`] for a
+    /// `val_fraction` outside `(0, 1)`; [`Error::InvalidConfig`] for train/val folders whose
+    /// classes differ.
     pub fn open_split(
         root: impl AsRef<Path>,
         val_fraction: f64,
@@ -222,6 +301,25 @@ impl ImageFolder {
         check_headers: bool,
     ) -> Result<(ImageFolder, ImageFolder)> {
         let (train_dir, val_dir) = (root.join("train"), root.join("val"));
+        // One of the two split folders without the other, holding class folders: a layout
+        // half-followed, not a class named `train` or `val`.
+        for (present, missing) in [(&train_dir, &val_dir), (&val_dir, &train_dir)] {
+            if present.is_dir() && !missing.is_dir() {
+                if let Some(class) = first_sub_folder(present) {
+                    return Err(Error::FolderLayout {
+                        path: root.to_path_buf(),
+                        reason: format!(
+                            "it has {} (with class folders such as {}) but no {}; give both, \
+                             or put the class folders directly in {}",
+                            present.display(),
+                            class.display(),
+                            missing.display(),
+                            root.display()
+                        ),
+                    });
+                }
+            }
+        }
         if train_dir.is_dir() && val_dir.is_dir() {
             let train = Self::scan(&train_dir, check_headers)?;
             let val = Self::scan(&val_dir, check_headers)?;
@@ -243,12 +341,14 @@ impl ImageFolder {
     /// at least one when the class has two or more images) goes to the second folder.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a `val_fraction` outside `(0, 1)`.
+    /// [`Error::InvalidTrainingOption`] for a `val_fraction` outside `(0, 1)`, named by the
+    /// flag that sets it (`--val-fraction`).
     pub fn split(&self, val_fraction: f64, seed: u64) -> Result<(ImageFolder, ImageFolder)> {
         if !(val_fraction > 0.0 && val_fraction < 1.0) {
-            return Err(Error::InvalidConfig(format!(
-                "validation fraction {val_fraction} is outside (0, 1)"
-            )));
+            return Err(Error::InvalidTrainingOption {
+                option: "--val-fraction".into(),
+                reason: format!("validation fraction {val_fraction} is outside (0, 1)"),
+            });
         }
         let mut rng = SplitMix64::new(seed);
         let (mut train, mut val) = (Vec::new(), Vec::new());
@@ -295,7 +395,9 @@ impl ImageFolder {
     /// [`AugmentConfig`]) to `size × size`: decoded on demand, a new random draw every read.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for an invalid `augment` or `size == 0` (nothing is built).
+    /// [`Error::InvalidTrainingOption`] for an invalid `augment` (see
+    /// [`AugmentConfig::validate`]), [`Error::InvalidConfig`] for `size == 0` (nothing is
+    /// built).
     pub fn augmented_dataset(
         &self,
         augment: &AugmentConfig,

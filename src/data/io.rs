@@ -71,11 +71,8 @@ fn check_jpeg_end(path: &Path) -> Result<()> {
 /// Opens an image file and recognises its format from the content, not the extension.
 fn open_image(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
     // Opening a FIFO would block until a writer comes: refused by type.
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-        return Err(read_error(
-            path,
-            "not a regular file (a folder, a FIFO or a device)",
-        ));
+    if let Some(reason) = crate::special_file::not_a_regular_file(path) {
+        return Err(read_error(path, reason));
     }
     let reader = image::ImageReader::open(path)
         .map_err(|e| read_error(path, e))?

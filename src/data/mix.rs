@@ -93,38 +93,54 @@ impl MixupConfig {
     /// Checks the numbers.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] naming the field: a negative or non-finite alpha, a probability
-    /// outside `[0, 1]`, label smoothing outside `[0, 1)`, fewer than 2 classes, or mixing on
-    /// (`prob > 0`) with both alphas 0.
+    /// [`Error::InvalidTrainingOption`] naming the value by the `vheat train` flag that sets it
+    /// (`--mixup` for `mixup_alpha`, `--cutmix` for `cutmix_alpha`) or by its field where no
+    /// flag does: a negative or non-finite alpha, a probability outside `[0, 1]`, label
+    /// smoothing outside `[0, 1)`, fewer than 2 classes, or mixing on (`prob > 0`) with both
+    /// alphas 0.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidConfig(format!("mixup: {m}")));
-        for (name, v) in [
-            ("mixup_alpha", self.mixup_alpha),
-            ("cutmix_alpha", self.cutmix_alpha),
+        let bad = |option: &str, m: String| {
+            Err(Error::InvalidTrainingOption {
+                option: option.into(),
+                reason: format!("mixup: {m}"),
+            })
+        };
+        for (option, name, v) in [
+            ("--mixup", "mixup_alpha", self.mixup_alpha),
+            ("--cutmix", "cutmix_alpha", self.cutmix_alpha),
         ] {
             if !v.is_finite() || v < 0.0 {
-                return bad(format!("`{name}` {v} must be a finite number >= 0"));
+                return bad(option, format!("`{name}` {v} must be a finite number >= 0"));
             }
         }
         for (name, v) in [("prob", self.prob), ("switch_prob", self.switch_prob)] {
             if !(0.0..=1.0).contains(&v) {
-                return bad(format!("`{name}` {v} is outside [0, 1]"));
+                return bad(name, format!("`{name}` {v} is outside [0, 1]"));
             }
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad(format!(
-                "`label_smoothing` {} is outside [0, 1)",
-                self.label_smoothing
-            ));
+            return bad(
+                "label_smoothing",
+                format!(
+                    "`label_smoothing` {} is outside [0, 1)",
+                    self.label_smoothing
+                ),
+            );
         }
         if self.num_classes < 2 {
-            return bad(format!(
-                "`num_classes` is {}; mixing needs at least 2 classes",
-                self.num_classes
-            ));
+            return bad(
+                "num_classes",
+                format!(
+                    "`num_classes` is {}; mixing needs at least 2 classes",
+                    self.num_classes
+                ),
+            );
         }
         if self.prob > 0.0 && self.mixup_alpha == 0.0 && self.cutmix_alpha == 0.0 {
-            return bad("`prob` > 0 but both `mixup_alpha` and `cutmix_alpha` are 0".into());
+            return bad(
+                "prob",
+                "`prob` > 0 but both `mixup_alpha` and `cutmix_alpha` are 0".into(),
+            );
         }
         Ok(())
     }

@@ -120,11 +120,8 @@ pub fn refuse_overwriting_inputs(output: &Path, inputs: &[(&Path, &str)]) -> Res
 /// [`Error::CheckpointRead`] when the file is missing or malformed.
 pub fn load_checkpoint_meta(path: impl AsRef<Path>) -> Result<CheckpointMeta> {
     let mp = meta_path(path.as_ref());
-    if std::fs::metadata(&mp).is_ok_and(|m| !m.is_file()) {
-        return Err(Error::CheckpointRead {
-            path: mp,
-            reason: "not a regular file (a folder, a FIFO or a device)".into(),
-        });
+    if let Some(reason) = crate::special_file::not_a_regular_file(&mp) {
+        return Err(Error::CheckpointRead { path: mp, reason });
     }
     let text = std::fs::read_to_string(&mp).map_err(|e| Error::CheckpointRead {
         path: mp.clone(),
@@ -179,6 +176,12 @@ pub fn load_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<(VHeat
         path.to_path_buf()
     };
     let meta = load_checkpoint_meta(&weights)?;
+    if let Some(reason) = crate::special_file::not_a_regular_file(&weights) {
+        return Err(Error::CheckpointRead {
+            path: weights,
+            reason,
+        });
+    }
     if !weights.is_file() {
         return Err(Error::CheckpointRead {
             path: weights,

@@ -111,43 +111,58 @@ impl TrainingConfig {
     /// Checks the numbers.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] naming the bad field.
+    /// [`Error::InvalidTrainingOption`] naming the bad value by the `vheat train` flag that
+    /// sets it (`--epochs`, `--batch` for `batch_size`, `--accum` for `grad_accumulation`,
+    /// `--lr`, `--warmup-epochs`, `--weight-decay`, `--ema` for `ema_decay`), or by its field
+    /// where no flag does (`min_lr`, `warmup_lr`, `label_smoothing`, `eval_crop_pct`,
+    /// `clip_grad`); the augmentation's and Mixup's errors likewise.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidConfig(m));
+        let bad = |option: &str, reason: String| {
+            Err(Error::InvalidTrainingOption {
+                option: option.into(),
+                reason,
+            })
+        };
         if self.epochs == 0 {
-            return bad("`epochs` is 0".into());
+            return bad(
+                "--epochs",
+                "0 passes over the training set; at least 1".into(),
+            );
         }
         if self.batch_size == 0 {
-            return bad("`batch_size` is 0".into());
+            return bad("--batch", "0 images per batch; at least 1".into());
         }
         if self.grad_accumulation == 0 {
-            return bad("`grad_accumulation` is 0 (1 means a step after every batch)".into());
+            return bad(
+                "--accum",
+                "0 batches per optimizer step; at least 1 (1 steps after every batch)".into(),
+            );
         }
-        for (name, v) in [
-            ("lr", self.lr),
+        for (option, v) in [
+            ("--lr", self.lr),
             ("min_lr", self.min_lr),
             ("warmup_lr", self.warmup_lr),
-            ("weight_decay", self.weight_decay),
-            ("warmup_epochs", self.warmup_epochs),
+            ("--weight-decay", self.weight_decay),
+            ("--warmup-epochs", self.warmup_epochs),
         ] {
             if !v.is_finite() || v < 0.0 {
-                return bad(format!("`{name}` {v} must be a finite number >= 0"));
+                return bad(option, format!("{v} must be a finite number >= 0"));
             }
         }
         if self.lr <= 0.0 {
-            return bad("`lr` must be > 0".into());
+            return bad("--lr", format!("{} must be > 0", self.lr));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad(format!(
-                "`label_smoothing` {} is outside [0, 1)",
-                self.label_smoothing
-            ));
+            return bad(
+                "label_smoothing",
+                format!("{} is outside [0, 1)", self.label_smoothing),
+            );
         }
         if !(self.eval_crop_pct > 0.0 && self.eval_crop_pct <= 1.0) {
-            return bad(format!(
-                "`eval_crop_pct` {} is outside (0, 1]",
-                self.eval_crop_pct
-            ));
+            return bad(
+                "eval_crop_pct",
+                format!("{} is outside (0, 1]", self.eval_crop_pct),
+            );
         }
         self.augment.validate()?;
         if let Some(m) = &self.mixup {
@@ -155,12 +170,12 @@ impl TrainingConfig {
         }
         if let Some(d) = self.ema_decay {
             if !(0.0..=1.0).contains(&d) {
-                return bad(format!("`ema_decay` {d} is outside [0, 1]"));
+                return bad("--ema", format!("EMA decay {d} is outside [0, 1]"));
             }
         }
         if let Some(c) = self.clip_grad {
             if !c.is_finite() || c <= 0.0 {
-                return bad(format!("`clip_grad` {c} must be > 0 (or absent)"));
+                return bad("clip_grad", format!("{c} must be > 0 (or absent)"));
             }
         }
         Ok(())

@@ -242,7 +242,8 @@ pub fn latest_checkpoint(artifact_dir: &Path) -> Option<usize> {
 /// printed and recorded figures are the whole set's (the ranks' sums added up).
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] for a bad recipe or no device; [`Error::RunFolder`] when another
+/// [`Error::InvalidTrainingOption`] for a bad recipe; [`Error::EmptyDataset`] when either set
+/// holds no image; [`Error::InvalidConfig`] for no device; [`Error::RunFolder`] when another
 /// run holds `artifact_dir`; [`Error::ForeignCheckpoints`] when resuming from another run's
 /// checkpoints; [`Error::Diverged`] when the training loss became NaN or infinite (the epoch
 /// is not checkpointed); [`Error::Training`] if training stopped on an error (e.g. an image
@@ -266,12 +267,29 @@ where
         .first()
         .cloned()
         .ok_or_else(|| Error::InvalidConfig("no training device given".into()))?;
-    if train.is_empty() || valid.is_empty() {
-        return Err(Error::InvalidConfig(format!(
-            "empty dataset: {} training and {} validation images",
+    for (split, len, remedy) in [
+        (
+            "training",
             train.len(),
-            valid.len()
-        )));
+            "nothing to train on (with --skip-bad-images: no training image decodes)",
+        ),
+        (
+            "validation",
+            valid.len(),
+            "an image folder split leaves a class's only image to training, so each class \
+             needs 2 images or more (or give ROOT/train and ROOT/val)",
+        ),
+    ] {
+        if len == 0 {
+            return Err(Error::EmptyDataset {
+                split: split.into(),
+                reason: format!(
+                    "0 images ({} training, {} validation); {remedy}",
+                    train.len(),
+                    valid.len()
+                ),
+            });
+        }
     }
     let dist = options.distributed.as_ref();
     let (rank, ranks) = dist.map_or((0, 1), |d| (d.rank(), d.size()));

@@ -254,7 +254,8 @@ impl RecipeOverrides {
     /// override on top, validated.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] naming a contradictory or out-of-range override.
+    /// [`Error::InvalidTrainingOption`] naming a contradictory or out-of-range override by its
+    /// flag.
     pub fn folder_recipe(
         &self,
         choice: RecipeChoice,
@@ -290,8 +291,9 @@ impl RecipeOverrides {
     /// soft targets need).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for an unknown augmentation policy, a `scale` that is not two
-    /// numbers, or a Mixup/CutMix alpha that is not a finite number ≥ 0.
+    /// [`Error::InvalidTrainingOption`] naming the flag: an unknown augmentation policy
+    /// (`--aug`), a `--scale` that is not two numbers, or a `--mixup`/`--cutmix` alpha that is
+    /// not a finite number ≥ 0.
     pub fn apply(&self, recipe: &mut TrainingConfig, num_classes: usize) -> Result<()> {
         if let Some(e) = self.epochs {
             recipe.epochs = e;
@@ -318,13 +320,23 @@ impl RecipeOverrides {
             recipe.seed = s;
         }
         if let Some(policy) = &self.aug {
-            recipe.augment = policy.parse::<AugmentPolicy>()?.config();
+            recipe.augment = policy
+                .parse::<AugmentPolicy>()
+                .map_err(|e| Error::InvalidTrainingOption {
+                    option: "--aug".into(),
+                    reason: match e {
+                        Error::InvalidConfig(reason) => reason,
+                        other => other.to_string(),
+                    },
+                })?
+                .config();
         }
         if let Some(scale) = &self.scale {
             let [lo, hi] = scale[..] else {
-                return Err(Error::InvalidConfig(format!(
-                    "--scale takes two numbers LO,HI, got {scale:?}"
-                )));
+                return Err(Error::InvalidTrainingOption {
+                    option: "--scale".into(),
+                    reason: format!("takes two numbers LO,HI, got {scale:?}"),
+                });
             };
             recipe.augment.scale = (lo, hi);
         }
@@ -350,9 +362,10 @@ impl RecipeOverrides {
     fn apply_mixup(&self, recipe: &mut TrainingConfig, num_classes: usize) -> Result<()> {
         for (flag, v) in [("--mixup", self.mixup), ("--cutmix", self.cutmix)] {
             if let Some(a) = v.filter(|a| !(a.is_finite() && *a >= 0.0)) {
-                return Err(Error::InvalidConfig(format!(
-                    "{flag} {a}: the alpha must be a finite number >= 0 (0 turns it off)"
-                )));
+                return Err(Error::InvalidTrainingOption {
+                    option: flag.into(),
+                    reason: format!("{a}: the alpha must be a finite number >= 0 (0 turns it off)"),
+                });
             }
         }
         if self.mixup.is_none() && self.cutmix.is_none() {

@@ -227,10 +227,10 @@ impl VHeatConfig {
     pub fn load<P: AsRef<Path>>(path: P) -> Result<Self> {
         let path = path.as_ref();
         // Opening a FIFO would block until a writer comes: refused by type.
-        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        if let Some(reason) = crate::special_file::not_a_regular_file(path) {
             return Err(Error::ConfigFile {
                 path: path.to_path_buf(),
-                reason: "not a regular file (a folder, a FIFO or a device)".into(),
+                reason,
             });
         }
         let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {

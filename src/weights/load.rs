@@ -4,7 +4,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::store::burn_pack::Tensor as PackTensor;
-use burn::store::{bridge, ApplyError, ApplyResult, KeyRemapper, SafetensorsStore};
+use burn::store::{ApplyError, ApplyResult, KeyRemapper, SafetensorsStore};
 
 use super::guard::{apply_store, apply_tensors, non_finite_keys, Layout};
 use super::keys::key_rules;
@@ -202,19 +202,20 @@ pub(crate) fn apply_checked(
     Ok(report)
 }
 
-/// A readable regular file, or [`Error::CheckpointRead`] naming it.
+/// A readable regular file, or [`Error::CheckpointRead`] naming it: a FIFO, a device or a folder
+/// is refused by its type, before an open that could block or never end.
 pub(crate) fn check_file(path: &Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => Err(Error::CheckpointRead {
-            path: path.to_path_buf(),
-            reason: "not a regular file".into(),
-        }),
-        Err(e) => Err(Error::CheckpointRead {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        }),
-    }
+    let reason = match std::fs::metadata(path) {
+        Ok(_) => match crate::special_file::not_a_regular_file(path) {
+            None => return Ok(()),
+            Some(reason) => reason,
+        },
+        Err(e) => e.to_string(),
+    };
+    Err(Error::CheckpointRead {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// Loads a reference `.pth` checkpoint into `model` (in place).
@@ -254,16 +255,17 @@ pub fn load_pytorch_into(
         reason,
     };
     let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
-    let tensors = read_state_dict(bytes, keys).map_err(read_error)?;
-    let mut tensors: Vec<PackTensor> = tensors
-        .into_iter()
-        .map(|(name, data)| bridge::from_data(data, name, None))
-        .collect();
+    let mut tensors = read_state_dict(bytes, keys).map_err(read_error)?;
     let stripped = strip_prefix(&mut tensors, options);
     let (tensors, _) = remap.remap(tensors);
     let checkpoint_keys: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
+    // Tensors the model cannot take are refused by their declared size, before their bytes are
+    // read (a `.pth` tensor is inflated only when its data is drawn).
+    let (tensors, misfits) = super::misfits::take_misfits(model, tensors);
     let result = apply_checked(model, path, options, |m| {
-        Ok(apply_tensors(m, tensors, Layout::PyTorch))
+        let mut result = apply_tensors(m, tensors, Layout::PyTorch);
+        super::misfits::report_misfits(&mut result, misfits);
+        Ok(result)
     });
     annotate(result, stripped, &checkpoint_keys)
 }

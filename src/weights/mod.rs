@@ -32,6 +32,7 @@ mod export;
 mod guard;
 mod keys;
 mod load;
+mod misfits;
 pub mod onnx;
 mod pickle;
 mod pth;

@@ -142,67 +142,90 @@ impl AugmentConfig {
     /// Checks every value.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] naming the first contradictory value: a probability outside
-    /// `[0, 1]`, a crop scale outside `(0, 1]` or with `lo > hi`, a non-positive or reversed
-    /// ratio, bad `light` ranges, a bad RandAugment spec, or an erase count other than 1.
+    /// [`Error::InvalidTrainingOption`] naming the first contradictory value by the `vheat train`
+    /// flag that sets it (`--hflip`, `--reprob`, `--scale`, `--rand-augment`), or by its field
+    /// where no flag does: a probability outside `[0, 1]`, a crop scale outside `(0, 1]` or with
+    /// `lo > hi`, a non-positive or reversed ratio, bad `light` ranges, a bad RandAugment spec,
+    /// or an erase count other than 1.
     pub fn validate(&self) -> Result<()> {
         self.parse_rand_augment().map(|_| ())
     }
 
     fn parse_rand_augment(&self) -> Result<Option<RandAugment>> {
-        fn bad<T>(m: String) -> Result<T> {
-            Err(Error::InvalidConfig(format!("augmentation: {m}")))
+        fn bad<T>(option: &str, m: String) -> Result<T> {
+            Err(Error::InvalidTrainingOption {
+                option: option.into(),
+                reason: m,
+            })
         }
-        let prob = |name: &str, p: f64| {
+        let prob = |option: &str, name: &str, p: f64| {
             if (0.0..=1.0).contains(&p) {
                 Ok(())
             } else {
-                bad(format!("{name} {p} is outside [0, 1]"))
+                bad(option, format!("{name} {p} is outside [0, 1]"))
             }
         };
-        prob("horizontal-flip probability", self.hflip)?;
-        prob("random-erasing probability (reprob)", self.reprob)?;
+        prob("--hflip", "horizontal-flip probability", self.hflip)?;
+        prob("--reprob", "random-erasing probability", self.reprob)?;
         let (lo, hi) = self.scale;
         if !(lo > 0.0 && hi <= 1.0 && lo <= hi) {
-            return bad(format!(
-                "crop scale range ({lo}, {hi}) must satisfy 0 < lo <= hi <= 1"
-            ));
+            return bad(
+                "--scale",
+                format!("crop scale range ({lo}, {hi}) must satisfy 0 < lo <= hi <= 1"),
+            );
         }
         let (lo, hi) = self.ratio;
         if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-            return bad(format!(
-                "crop aspect-ratio range ({lo}, {hi}) must satisfy 0 < lo <= hi"
-            ));
+            return bad(
+                "ratio",
+                format!("crop aspect-ratio range ({lo}, {hi}) must satisfy 0 < lo <= hi"),
+            );
         }
         let l = &self.light;
         if !(0.0..0.5).contains(&l.translate) {
-            return bad(format!(
-                "light translation {} is outside [0, 0.5) of the side",
-                l.translate
-            ));
+            return bad(
+                "light.translate",
+                format!(
+                    "light translation {} is outside [0, 0.5) of the side",
+                    l.translate
+                ),
+            );
         }
         if !(l.scale.0 > 0.0 && l.scale.0 <= l.scale.1 && l.scale.1.is_finite()) {
-            return bad(format!(
-                "light scale range ({}, {}) must satisfy 0 < lo <= hi",
-                l.scale.0, l.scale.1
-            ));
+            return bad(
+                "light.scale",
+                format!(
+                    "light scale range ({}, {}) must satisfy 0 < lo <= hi",
+                    l.scale.0, l.scale.1
+                ),
+            );
         }
         if !(0.0..=180.0).contains(&l.rotate) {
-            return bad(format!(
-                "light rotation {} degrees is outside [0, 180]",
-                l.rotate
-            ));
+            return bad(
+                "light.rotate",
+                format!("light rotation {} degrees is outside [0, 180]", l.rotate),
+            );
         }
         if self.recount != 1 {
-            return bad(format!(
-                "random-erasing count {} is not supported (only 1)",
-                self.recount
-            ));
+            return bad(
+                "recount",
+                format!(
+                    "random-erasing count {} is not supported (only 1)",
+                    self.recount
+                ),
+            );
         }
         self.rand_augment
             .as_deref()
             .map(RandAugment::parse)
             .transpose()
+            .map_err(|e| match e {
+                Error::InvalidConfig(reason) => Error::InvalidTrainingOption {
+                    option: "--rand-augment".into(),
+                    reason,
+                },
+                other => other,
+            })
     }
 }
 

@@ -126,6 +126,9 @@ pub(crate) struct StorageRef {
     pub kind: StorageKind,
     /// In a legacy file, a view into another storage: `(offset in elements, length)`.
     pub view: Option<(usize, usize)>,
+    /// The element count the persistent id declares (`None` when it is not a non-negative
+    /// integer): a zip record holding more bytes than this is refused before it is inflated.
+    pub numel: Option<usize>,
 }
 
 /// A tensor as `_rebuild_tensor_v2` describes it.
@@ -314,7 +317,7 @@ fn rebuild_tensor(args: &Value) -> PickleResult<Value> {
 /// names; a legacy file's view metadata is `(view_key, offset, size)` or `None`.
 pub(crate) fn storage_pid(pid: &Value) -> PickleResult<Value> {
     let items = pid.items().ok_or("persistent id is not a tuple")?;
-    let [tag, class, key, _location, _numel, rest @ ..] = items.as_slice() else {
+    let [tag, class, key, _location, numel, rest @ ..] = items.as_slice() else {
         return Err("persistent id with too few entries".into());
     };
     if tag.as_str() != Some("storage") {
@@ -339,7 +342,12 @@ pub(crate) fn storage_pid(pid: &Value) -> PickleResult<Value> {
             _ => return Err("storage view metadata is malformed".into()),
         },
     };
-    Ok(Value::Storage(Rc::new(StorageRef { key, kind, view })))
+    Ok(Value::Storage(Rc::new(StorageRef {
+        key,
+        kind,
+        view,
+        numel: numel.as_usize(),
+    })))
 }
 
 #[cfg(test)]
