@@ -55,7 +55,7 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-        match file.try_lock() {
+        match lock_soon(&file) {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -88,6 +88,27 @@ impl RunLock {
     /// The locked folder.
     pub fn folder(&self) -> &Path {
         &self.folder
+    }
+}
+
+/// How long [`RunLock::acquire`] retries a lock that is taken before reporting another run.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes `file`'s exclusive lock, retrying for [`LOCK_PATIENCE`] while it is taken.
+///
+/// The lock belongs to the open file, and a child process forked by another thread of this
+/// process (`std::process::Command`) shares the open file until it calls `exec`, which closes
+/// it: a lock released just before such a fork stays taken for that moment. A run that really
+/// holds the folder holds it for far longer than the patience.
+fn lock_soon(file: &std::fs::File) -> std::result::Result<(), std::fs::TryLockError> {
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            outcome => return outcome,
+        }
     }
 }
 
@@ -295,4 +316,32 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write().inspect_err(|_| {
         std::fs::remove_file(&tmp).ok();
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock released while a copy of its open file lives on for a moment (as in a child
+    /// process forked between the release and its `exec`) is taken once the copy is gone, not
+    /// reported as another run's.
+    #[test]
+    fn a_lock_kept_for_a_moment_by_a_copy_of_its_file_is_waited_for() {
+        let folder = std::env::temp_dir().join(format!("vheat-lock-copy-{}", std::process::id()));
+        let first = RunLock::acquire(&folder).expect("first lock");
+        let copy = first
+            ._file
+            .try_clone()
+            .expect("a second handle on the open file");
+        drop(first);
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(copy);
+        });
+        let second = RunLock::acquire(&folder);
+        holder.join().expect("holder thread");
+        assert!(second.is_ok(), "{:?}", second.err());
+        drop(second);
+        std::fs::remove_dir_all(&folder).ok();
+    }
 }
