@@ -341,6 +341,23 @@ fn vheat_export_writes_a_file_tract_runs_like_the_checkpoint() {
         "{stderr}"
     );
     assert!(!small.exists());
+
+    // A size whose inference form would not fit: refused by the memory estimate before the
+    // form is built (it would allocate tens of GB), no file.
+    let huge = dir.join("huge.onnx");
+    let run = Command::new(env!("CARGO_BIN_EXE_vheat"))
+        .arg("export")
+        .arg(&ckpt)
+        .arg(&huge)
+        .args(["--size", "100000"])
+        .env("VHEAT_MEMORY_LIMIT", "1G")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("100000x100000"), "{stderr}");
+    assert!(stderr.contains("memory limit of 1.0 GiB"), "{stderr}");
+    assert!(!huge.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

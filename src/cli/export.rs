@@ -89,8 +89,9 @@ fn model_and_output(args: &ExportArgs) -> Result<(Option<&Path>, &Path)> {
 /// Runs `vheat export`: loads the model, writes the ONNX file, and prints what it holds.
 ///
 /// # Errors
-/// The load errors of [`load_source`]; those of [`crate::VHeat::save_onnx`] (a size the model
-/// cannot take, an unwritable path), with no file left under OUTPUT.
+/// The load errors of [`load_source`]; [`Error::MemoryLimit`] for a size whose inference form
+/// would not fit in memory; those of [`crate::VHeat::save_onnx`] (a size the model cannot take,
+/// an unwritable path), with no file left under OUTPUT.
 pub fn run(args: ExportArgs) -> Result<()> {
     let (model_path, output) = model_and_output(&args)?;
     let device = crate::device::host_device();
@@ -103,6 +104,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
     )?;
     let side = c.transform.size as usize;
     let [h, w] = args.size.unwrap_or([side, side]);
+    // The inference form is built at H×W (its decays scale with the map) before it is written.
+    c.config.check_memory(1, h.max(w), false)?;
     let options = OnnxOptions::new(h, w).with_features(args.features);
     c.model.save_onnx(output, &options)?;
     let bytes = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
