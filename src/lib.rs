@@ -31,7 +31,7 @@
 //! use burn::prelude::*;
 //! use vheat::VHeatConfig;
 //!
-//! let device = Device::default();
+//! let device = vheat::host_device(); // the CPU; Device::default() may pick a GPU
 //! let config = VHeatConfig::new(vec![1, 1, 1, 1], vec![8, 16, 32, 64])
 //!     .with_num_classes(10)
 //!     .with_img_size(64);

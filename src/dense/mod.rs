@@ -12,7 +12,7 @@
 //! use vheat::dense::{SegmentationModel, ShapeMasks, ShapeMasksConfig};
 //! use vheat::{Indices, VHeatConfig};
 //!
-//! let device = Device::default();
+//! let device = vheat::host_device(); // the CPU; Device::default() may pick a GPU
 //! let backbone = VHeatConfig::new(vec![1, 1, 1, 1], vec![8, 16, 32, 64])
 //!     .with_num_classes(0)
 //!     .with_img_size(32)

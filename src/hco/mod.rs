@@ -41,7 +41,7 @@
 //! use burn::prelude::*;
 //! use vheat::hco::{FrequencyEmbeddingConfig, HeatConductionConfig};
 //!
-//! let device = Device::default();
+//! let device = vheat::host_device(); // the CPU; Device::default() may pick a GPU
 //! let op = HeatConductionConfig::new(16).init(&device);
 //! let fve = FrequencyEmbeddingConfig::new(8, 8, 16).init(&device);
 //! let u = Tensor::<4>::random([2, 16, 8, 8], burn::tensor::Distribution::Default, &device);
