@@ -116,18 +116,28 @@ fn synthetic_dataset_is_balanced_normalised_and_varied() {
 
 #[test]
 fn synthetic_dataset_rejects_bad_settings() {
-    assert!(matches!(
-        SyntheticShapes::new(ShapesConfig::new(8, 10, 0)),
-        Err(Error::InvalidConfig(_))
-    ));
-    assert!(matches!(
-        SyntheticShapes::new(ShapesConfig::new(32, 0, 0)),
-        Err(Error::InvalidConfig(_))
-    ));
-    assert!(matches!(
-        SyntheticShapes::new(ShapesConfig::new(32, 10, 0).with_max_noise(2.0)),
-        Err(Error::InvalidConfig(_))
-    ));
+    // Each refusal names the setting and the value given, and is not labelled a model
+    // configuration error.
+    let refused = |config: ShapesConfig, what: &str, found: &str| {
+        let err = SyntheticShapes::new(config).expect_err("refused");
+        assert!(
+            matches!(&err, Error::InvalidInput { what: w, found: f, .. } if w.contains(what) && f.starts_with(found)),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("vHeat configuration"), "{err}");
+    };
+    refused(ShapesConfig::new(8, 10, 0), "image side", "8 pixels");
+    refused(ShapesConfig::new(32, 0, 0), "number of images", "0");
+    refused(
+        ShapesConfig::new(32, usize::MAX, 0),
+        "number of images",
+        "18446744073709551615",
+    );
+    refused(
+        ShapesConfig::new(32, 10, 0).with_max_noise(2.0),
+        "noise level",
+        "2",
+    );
 }
 
 #[test]
@@ -186,7 +196,7 @@ fn image_folder_uses_train_and_val_sub_folders() {
     make_folder(&root.join("val"), &["c"], 1);
     assert!(matches!(
         ImageFolder::open_split(&root, 0.5, 0),
-        Err(Error::InvalidConfig(m)) if m.contains("different classes")
+        Err(Error::FolderLayout { reason, .. }) if reason.contains("different classes")
     ));
     std::fs::remove_dir_all(&root).unwrap();
 }

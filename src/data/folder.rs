@@ -270,9 +270,8 @@ impl ImageFolder {
     ///
     /// # Errors
     /// Those of [`open`](Self::open); [`Error::FolderLayout`] for a `root/train` holding class
-    /// folders without `root/val` (or the reverse); [`Error::InvalidTrainingOption`] for a
-    /// `val_fraction` outside `(0, 1)`; [`Error::InvalidConfig`] for train/val folders whose
-    /// classes differ.
+    /// folders without `root/val` (or the reverse) and for train/val folders whose classes
+    /// differ; [`Error::InvalidTrainingOption`] for a `val_fraction` outside `(0, 1)`.
     pub fn open_split(
         root: impl AsRef<Path>,
         val_fraction: f64,
@@ -324,13 +323,16 @@ impl ImageFolder {
             let train = Self::scan(&train_dir, check_headers)?;
             let val = Self::scan(&val_dir, check_headers)?;
             if train.classes != val.classes {
-                return Err(Error::InvalidConfig(format!(
-                    "{} and {} hold different classes: {:?} vs {:?}",
-                    train_dir.display(),
-                    val_dir.display(),
-                    train.classes,
-                    val.classes
-                )));
+                return Err(Error::FolderLayout {
+                    path: root.to_path_buf(),
+                    reason: format!(
+                        "{} and {} hold different classes: {:?} vs {:?}",
+                        train_dir.display(),
+                        val_dir.display(),
+                        train.classes,
+                        val.classes
+                    ),
+                });
             }
             return Ok((train, val));
         }

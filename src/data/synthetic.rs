@@ -77,34 +77,39 @@ impl SyntheticShapes {
     /// Checks the settings and makes the dataset.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for an image side below 16 pixels, an empty dataset or a noise
-    /// level outside `[0, 1]`.
+    /// [`Error::InvalidInput`] for an image side below 16 pixels, an empty or oversized dataset
+    /// or a noise level outside `[0, 1]`.
     pub fn new(config: ShapesConfig) -> Result<Self> {
         // Checked before anything is sized by it: an absurd count must be an error, not an
         // allocation failure.
+        let refuse = |what: &str, expected: String, found: String| Error::InvalidInput {
+            what: format!("the synthetic dataset's {what}"),
+            expected,
+            found,
+        };
         if config.image_size < 16 {
-            return Err(Error::InvalidConfig(format!(
-                "synthetic images of {} pixels are too small to draw the shapes (at least 16)",
-                config.image_size
-            )));
-        }
-        if config.len == 0 {
-            return Err(Error::InvalidConfig(
-                "a synthetic dataset of 0 images".into(),
+            return Err(refuse(
+                "image side",
+                "at least 16 pixels (the shapes cannot be drawn smaller)".into(),
+                format!("{} pixels", config.image_size),
             ));
         }
-        if config.len > MAX_SYNTHETIC_IMAGES {
-            return Err(Error::InvalidConfig(format!(
-                "a synthetic dataset of {} images: at most {MAX_SYNTHETIC_IMAGES} (a data \
-                 loader keeps an index per image, 8 bytes each)",
-                config.len
-            )));
+        if config.len == 0 || config.len > MAX_SYNTHETIC_IMAGES {
+            return Err(refuse(
+                "number of images",
+                format!(
+                    "1 to {MAX_SYNTHETIC_IMAGES} (a data loader keeps an index per image, 8 \
+                     bytes each)"
+                ),
+                config.len.to_string(),
+            ));
         }
         if !(0.0..=1.0).contains(&config.max_noise) {
-            return Err(Error::InvalidConfig(format!(
-                "synthetic noise level {} is outside [0, 1]",
-                config.max_noise
-            )));
+            return Err(refuse(
+                "noise level",
+                "a value in [0, 1]".into(),
+                config.max_noise.to_string(),
+            ));
         }
         Ok(Self { config })
     }
