@@ -87,8 +87,8 @@ impl GradientSync {
     }
 
     /// Replaces `grads` by their average over the ranks ([`super::average_gradients_in`], in
-    /// a buffer kept from step to step). After a
-    /// failure nothing is exchanged any more (the run is stopping).
+    /// a buffer kept from step to step). After a failure nothing is exchanged any more (the run
+    /// is stopping).
     pub fn average<M: Module>(&self, module: &M, grads: &mut GradientsParams) {
         if self.progress().error.is_some() {
             return;
