@@ -291,6 +291,17 @@ fn bad_requests_are_typed_errors_that_leave_no_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `vheat export CHECKPOINT OUT --size SIZE`.
+fn export_command(checkpoint: &Path, out: &Path, size: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vheat"));
+    command
+        .arg("export")
+        .arg(checkpoint)
+        .arg(out)
+        .args(["--size", size]);
+    command
+}
+
 #[test]
 fn vheat_export_writes_a_file_tract_runs_like_the_checkpoint() {
     let dir = unique_temp_dir("onnx-cli");
@@ -305,13 +316,7 @@ fn vheat_export_writes_a_file_tract_runs_like_the_checkpoint() {
     };
     save_checkpoint(&model, &meta, &ckpt).unwrap();
     let out = dir.join("micro.onnx");
-    let run = Command::new(env!("CARGO_BIN_EXE_vheat"))
-        .arg("export")
-        .arg(&ckpt)
-        .arg(&out)
-        .args(["--size", "64,96"])
-        .output()
-        .unwrap();
+    let run = export_command(&ckpt, &out, "64,96").output().unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
@@ -327,13 +332,7 @@ fn vheat_export_writes_a_file_tract_runs_like_the_checkpoint() {
 
     // A size the model cannot take: status 1, a message naming it, no file.
     let small = dir.join("small.onnx");
-    let run = Command::new(env!("CARGO_BIN_EXE_vheat"))
-        .arg("export")
-        .arg(&ckpt)
-        .arg(&small)
-        .args(["--size", "16"])
-        .output()
-        .unwrap();
+    let run = export_command(&ckpt, &small, "16").output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(
@@ -345,11 +344,7 @@ fn vheat_export_writes_a_file_tract_runs_like_the_checkpoint() {
     // A size whose inference form would not fit: refused by the memory estimate before the
     // form is built (it would allocate tens of GB), no file.
     let huge = dir.join("huge.onnx");
-    let run = Command::new(env!("CARGO_BIN_EXE_vheat"))
-        .arg("export")
-        .arg(&ckpt)
-        .arg(&huge)
-        .args(["--size", "100000"])
+    let run = export_command(&ckpt, &huge, "100000")
         .env("VHEAT_MEMORY_LIMIT", "1G")
         .output()
         .unwrap();

@@ -154,24 +154,29 @@ fn contradictory_options_are_typed_errors_before_training() {
         let Err(err) = train(&args(&bad)) else {
             panic!("{bad:?} was accepted");
         };
-        // Issue 28, case 14: a training option, named by the flag the user typed.
-        assert!(
-            matches!(err, vheat::Error::InvalidTrainingOption { .. }),
-            "{bad:?}: {err}"
-        );
-        let flag = bad
-            .iter()
-            .find(|a| a.starts_with("--") && **a != "--data")
-            .unwrap();
-        let flag = flag.split('=').next().unwrap();
-        assert!(
-            err.to_string()
-                .starts_with(&format!("invalid training option {flag}: ")),
-            "{bad:?}: {err}"
-        );
+        assert_names_the_flag(&bad, &err);
         assert!(!out.join("checkpoint").exists(), "{bad:?} started training");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 28, case 14: `err` is a training-option error named by the flag the user typed (the
+/// first flag of `bad` other than `--data`).
+fn assert_names_the_flag(bad: &[&str], err: &vheat::Error) {
+    assert!(
+        matches!(err, vheat::Error::InvalidTrainingOption { .. }),
+        "{bad:?}: {err}"
+    );
+    let flag = bad
+        .iter()
+        .find(|a| a.starts_with("--") && **a != "--data")
+        .unwrap();
+    let flag = flag.split('=').next().unwrap();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("invalid training option {flag}: ")),
+        "{bad:?}: {err}"
+    );
 }
 
 #[test]
@@ -191,21 +196,7 @@ fn bad_recipe_flags_are_typed_errors_on_the_synthetic_data_too() {
         let Err(err) = train(&args(&bad)) else {
             panic!("{bad:?} was accepted");
         };
-        // Issue 28, case 14: a training option, named by the flag the user typed.
-        assert!(
-            matches!(err, vheat::Error::InvalidTrainingOption { .. }),
-            "{bad:?}: {err}"
-        );
-        let flag = bad
-            .iter()
-            .find(|a| a.starts_with("--") && **a != "--data")
-            .unwrap();
-        let flag = flag.split('=').next().unwrap();
-        assert!(
-            err.to_string()
-                .starts_with(&format!("invalid training option {flag}: ")),
-            "{bad:?}: {err}"
-        );
+        assert_names_the_flag(&bad, &err);
         assert!(!out.exists(), "{bad:?} touched the output folder");
     }
     std::fs::remove_dir_all(&dir).unwrap();
